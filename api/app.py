@@ -1,0 +1,88 @@
+"""``create_app(settings, role)``: the FastAPI application and its lifespan.
+
+The lifespan builds every resource once and tears it down in reverse order: the ClickHouse
+store (migrated), the Kafka producer (roles ``api``/``all``), the sink task (``sink``/``all``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+
+from api.context import ApiContext, Role
+from api.errors import register_error_handlers
+from api.routes import costs, system, usage
+from llm_cost_ops.kafka import ensure_topics
+from llm_cost_ops.metrics import PipelineMetrics
+from llm_cost_ops.producer import UsageProducer
+from llm_cost_ops.settings import Settings
+from llm_cost_ops.wire import build_codec
+from sinks.sink import UsageSink
+from sinks.store import ClickHouseStore
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, role: Role = "api") -> FastAPI:
+    """Build the HTTP app for one role (see :data:`api.context.Role`)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics = PipelineMetrics()
+        codec = build_codec(settings)
+        await ensure_topics(settings)
+        store = await asyncio.to_thread(ClickHouseStore.open, settings)
+        context = ApiContext(settings=settings, role=role, metrics=metrics, store=store)
+        try:
+            if role in ("api", "all"):
+                context.producer = UsageProducer(settings, codec)
+                await context.producer.start()
+            if role in ("sink", "all"):
+                context.sink = UsageSink(settings, store, codec.serde, metrics)
+                context.sink_task = asyncio.create_task(context.sink.run(context.stop), name="sink")
+                context.sink_task.add_done_callback(_report_sink_exit)
+            app.state.context = context
+            yield
+        finally:
+            context.stop.set()
+            if context.sink_task is not None:
+                await asyncio.gather(context.sink_task, return_exceptions=True)
+            if context.producer is not None:
+                await context.producer.stop()
+            await asyncio.to_thread(store.close)
+
+    app = FastAPI(
+        title="LLM-CostOps API",
+        version="0.1.0",
+        description="What your LLM traffic costs, as it happens.",
+        lifespan=lifespan,
+    )
+    register_error_handlers(app)
+    app.include_router(system.router)
+    if role in ("api", "all"):
+        app.include_router(usage.router)
+        app.include_router(costs.router)
+    app.middleware("http")(_observe)
+    return app
+
+
+async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    path = getattr(route, "path", "unmatched")
+    context: ApiContext | None = getattr(request.app.state, "context", None)
+    if context is not None:
+        context.metrics.http_requests.labels(request.method, path, str(response.status_code)).inc()
+        context.metrics.http_seconds.labels(request.method, path).observe(time.perf_counter() - started)
+    return response
+
+
+def _report_sink_exit(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("the sink stopped: %r", exc, exc_info=exc)

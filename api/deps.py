@@ -1,0 +1,89 @@
+"""Route dependencies: the shared context and the parsed query parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from pydantic import ValidationError
+
+from api.context import ApiContext
+from llm_cost_ops.errors import InvalidInputError, UnavailableError
+from llm_cost_ops.producer import UsageProducer
+from schemas.errors import field_errors
+from schemas.query import AggregateParams, CostFilterParams, PageParams
+from sinks.queries import CostQueries
+
+
+def get_context(request: Request) -> ApiContext:
+    context: ApiContext = request.app.state.context
+    return context
+
+
+ContextDep = Annotated[ApiContext, Depends(get_context)]
+
+
+def get_queries(context: ContextDep) -> CostQueries:
+    return context.queries
+
+
+def get_producer(context: ContextDep) -> UsageProducer:
+    if context.producer is None:
+        raise UnavailableError("ingestion is not available on this process", retry_after=5)
+    return context.producer
+
+
+QueriesDep = Annotated[CostQueries, Depends(get_queries)]
+ProducerDep = Annotated[UsageProducer, Depends(get_producer)]
+
+
+def _invalid(exc: ValidationError) -> InvalidInputError:
+    fields = field_errors(exc)
+    return InvalidInputError(f"invalid query parameters: {', '.join(fields)}", fields)
+
+
+def cost_filters(
+    organization_id: str | None = None,
+    project_id: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    start_date: Annotated[str | None, Query(description="ISO 8601 date or timestamp, inclusive")] = None,
+    end_date: Annotated[str | None, Query(description="ISO 8601; a date includes that whole day")] = None,
+) -> CostFilterParams:
+    try:
+        return CostFilterParams(
+            organization_id=organization_id,
+            project_id=project_id,
+            provider=provider,
+            model=model,
+            start_date=start_date,
+            end_date=end_date,
+        )
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def page_params(context: ContextDep, page: int = 1, per_page: int = 100) -> PageParams:
+    try:
+        # per_page is capped, not refused: asking for "everything" gets the largest page.
+        return PageParams(page=page, per_page=min(per_page, context.settings.api.max_per_page))
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def aggregate_params(
+    group_by: Annotated[
+        list[str] | None, Query(description="provider, model, organization_id, project_id; comma-separated")
+    ] = None,
+    granularity: Annotated[str | None, Query(description="hour or day")] = None,
+) -> AggregateParams:
+    keys = [k.strip() for value in group_by or [] for k in value.split(",") if k.strip()]
+    try:
+        return AggregateParams(group_by=tuple(dict.fromkeys(keys)), granularity=granularity)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+FiltersDep = Annotated[CostFilterParams, Depends(cost_filters)]
+PageDep = Annotated[PageParams, Depends(page_params)]
+AggregateDep = Annotated[AggregateParams, Depends(aggregate_params)]

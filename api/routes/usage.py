@@ -1,0 +1,90 @@
+"""Ingestion: validate, publish to Kafka, answer 202 only once the broker has the events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import ContextDep, ProducerDep
+from llm_cost_ops.errors import InvalidInputError
+from schemas.errors import EventValidationError
+from schemas.usage import UsageEvent
+
+router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
+
+_USAGE_BODY = {"required": True, "content": {"application/json": {"schema": UsageEvent.model_json_schema()}}}
+_BATCH_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"records": {"type": "array", "items": UsageEvent.model_json_schema()}},
+                "required": ["records"],
+            }
+        }
+    },
+}
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError("request body is not valid JSON", {"body": f"must be valid JSON ({exc})"}) from None
+
+
+@router.post("", status_code=202, openapi_extra={"requestBody": _USAGE_BODY})
+async def create_usage(request: Request, context: ContextDep, producer: ProducerDep) -> JSONResponse:
+    """Submit one usage record; 202 means Kafka acknowledged it."""
+    body = await _json(request)
+    try:
+        event = UsageEvent.parse(body, context.providers)
+    except EventValidationError:
+        context.metrics.events_rejected.inc()
+        raise
+    await producer.publish([event])
+    context.metrics.events_ingested.inc()
+    return JSONResponse(
+        {"id": event.id, "status": "accepted", "organization_id": event.organization_id,
+         "timestamp": event.timestamp.isoformat()},
+        status_code=202,
+    )  # fmt: skip
+
+
+@router.post("/batch", status_code=202, openapi_extra={"requestBody": _BATCH_BODY})
+async def create_usage_batch(request: Request, context: ContextDep, producer: ProducerDep) -> JSONResponse:
+    """Submit many records (``{"records": [...]}`` or a bare array).
+
+    Valid records are published even when others are invalid; the invalid ones are listed
+    under ``rejected`` with their field errors. If none is valid the answer is 422.
+    """
+    body = await _json(request)
+    records = body.get("records") if isinstance(body, dict) else body
+    if not isinstance(records, list):
+        raise InvalidInputError('expected {"records": [...]}', {"records": "must be a list of usage records"})
+    limit = context.settings.api.max_batch
+    if len(records) > limit:
+        raise InvalidInputError("batch too large", {"records": f"must have at most {limit} items"})
+    if not records:
+        raise InvalidInputError("empty batch", {"records": "must not be empty"})
+    accepted: list[UsageEvent] = []
+    rejected: list[dict[str, Any]] = []
+    for index, record in enumerate(records):
+        try:
+            accepted.append(UsageEvent.parse(record, context.providers))
+        except EventValidationError as exc:
+            rejected.append({"index": index, "field_errors": exc.field_errors})
+    context.metrics.events_rejected.inc(len(rejected))
+    if not accepted:
+        fields = {f"records[{r['index']}].{name}": why for r in rejected for name, why in r["field_errors"].items()}
+        raise InvalidInputError(f"all {len(records)} records are invalid", fields)
+    await producer.publish(accepted)
+    context.metrics.events_ingested.inc(len(accepted))
+    return JSONResponse(
+        {"status": "accepted", "accepted": len(accepted), "ids": [e.id for e in accepted], "rejected": rejected},
+        status_code=202,
+    )

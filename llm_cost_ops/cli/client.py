@@ -1,0 +1,64 @@
+"""The HTTP client CLI commands use to talk to a running pipeline's API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from llm_cost_ops.errors import InvalidInputError, PipelineError, UnavailableError
+from llm_cost_ops.runtime import api_url
+from llm_cost_ops.settings import Settings
+
+
+class ApiClient:
+    """Thin JSON client; API errors come back as the pipeline's own error kinds.
+
+    Args:
+        base_url: the API's base URL.
+        timeout_s: per-request timeout.
+    """
+
+    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+        self.base_url = base_url
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ApiClient:
+        return cls(api_url(settings))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self._request("GET", path, params=params)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self._request("POST", path, json=body)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise UnavailableError(
+                f"no LLM-CostOps API answers at {self.base_url} ({exc.__class__.__name__}). "
+                "Start the pipeline with `cost-ops up`, or set COSTOPS_API_URL."
+            ) from exc
+        if response.status_code < 400:
+            return response.json()
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            error = {"code": "HTTP_ERROR", "message": response.text[:500]}
+        message = f"{error.get('code')}: {error.get('message')}"
+        if response.status_code == 422:
+            raise InvalidInputError(message, error.get("field_errors"))
+        if response.status_code == 503:
+            raise UnavailableError(message, float(response.headers.get("Retry-After", 5)))
+        raise PipelineError(f"API answered {response.status_code}: {message}")

@@ -1,0 +1,103 @@
+"""``cost-ops ingest --file``: JSON array or JSON lines in the seeds' usage format.
+
+Every record is validated locally first, so each bad one is reported with its line (JSON
+lines) or position (JSON array) and reason; the good ones are sent to the API in batches.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from tqdm import tqdm
+
+from llm_cost_ops.cli.client import ApiClient
+from llm_cost_ops.cli.console import err
+from schemas.errors import EventValidationError
+from schemas.provider import allowed_providers
+from schemas.usage import UsageEvent
+
+BATCH = 500
+
+
+@dataclass
+class IngestReport:
+    read: int = 0
+    sent: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def _records(stream: IO[str]) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, record)``; a line that is not JSON yields ``(where, error)``."""
+    head = stream.read(1)
+    while head.isspace():
+        head = stream.read(1)
+    if head == "[":
+        try:
+            items = json.loads(head + stream.read())
+        except json.JSONDecodeError as exc:
+            yield "file", ValueError(f"not a valid JSON array: {exc}")
+            return
+        for index, item in enumerate(items, start=1):
+            yield f"record {index}", item
+        return
+    for number, line in enumerate(_prepend(head, stream), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield f"line {number}", json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield f"line {number}", ValueError(f"not valid JSON: {exc.msg} at column {exc.colno}")
+
+
+def _prepend(head: str, stream: IO[str]) -> Iterator[str]:
+    first = head + stream.readline()
+    if first:
+        yield first
+    yield from stream
+
+
+def ingest(path: str, client: ApiClient | None, custom_providers: tuple[str, ...], dry_run: bool) -> IngestReport:
+    """Validate every record and send the valid ones (unless ``dry_run``)."""
+    report = IngestReport()
+    providers = allowed_providers(custom_providers)
+    pending: list[dict[str, Any]] = []
+    source: IO[str] = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
+    try:
+        with tqdm(unit=" records", desc="ingest", file=sys.stderr, disable=None) as bar:
+            for where, record in _records(source):
+                report.read += 1
+                bar.update(1)
+                if isinstance(record, Exception):
+                    report.errors.append(f"{where}: {record}")
+                    continue
+                try:
+                    event = UsageEvent.parse(record, providers)
+                except EventValidationError as exc:
+                    reasons = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items())
+                    report.errors.append(f"{where}: {reasons}")
+                    continue
+                pending.append(event.model_dump(mode="json"))
+                if len(pending) >= BATCH:
+                    report.sent += _send(client, pending, dry_run)
+            if pending:
+                report.sent += _send(client, pending, dry_run)
+    finally:
+        if source is not sys.stdin:
+            source.close()
+    for line in report.errors:
+        err(f"rejected {line}")
+    return report
+
+
+def _send(client: ApiClient | None, pending: list[dict[str, Any]], dry_run: bool) -> int:
+    batch = list(pending)
+    pending.clear()
+    if dry_run or client is None:
+        return 0
+    answer = client.post("/api/v1/usage/batch", {"records": batch})
+    return int(answer["accepted"])

@@ -1,0 +1,199 @@
+"""``cost-ops``: run the pipeline and ask it what LLM traffic costs.
+
+Each command builds the settings once and passes them down. Errors end in one line on
+stderr and a non-zero exit code, not a stack trace (``LOG_LEVEL=debug`` shows the trace).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from llm_cost_ops.cli.console import configure_logging, err, out
+from llm_cost_ops.errors import InvalidInputError, PipelineError
+from llm_cost_ops.settings import Settings, load_settings
+
+logger = logging.getLogger(__name__)
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from llm_cost_ops.cli.up import Supervisor
+
+    return Supervisor(settings, args.demo_rate if args.demo else None).run()
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from llm_cost_ops.kafka import ensure_topics
+    from streams.app import run_worker
+
+    asyncio.run(ensure_topics(settings))
+    run_worker(settings, loglevel=settings.log_level)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    port = args.port if args.port is not None else settings.api.port
+    uvicorn.run(
+        create_app(settings, role=args.role),
+        host=settings.api.host,
+        port=port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from llm_cost_ops.demo import DemoStream, run_demo
+    from llm_cost_ops.producer import UsageProducer
+    from llm_cost_ops.wire import build_codec
+
+    async def main() -> int:
+        async with UsageProducer(settings, build_codec(settings)) as producer:
+            return await run_demo(producer, args.rate, args.duration, DemoStream(args.seed))
+
+    sent = asyncio.run(main())
+    out(f"published {sent} demo events")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from llm_cost_ops.cli.client import ApiClient
+    from llm_cost_ops.cli.ingest import ingest
+
+    if args.dry_run:
+        report = ingest(args.file, None, settings.custom_providers, dry_run=True)
+        out(f"{report.read} records read, {report.read - len(report.errors)} valid, {len(report.errors)} invalid")
+    else:
+        with ApiClient.for_settings(settings) as client:
+            report = ingest(args.file, client, settings.custom_providers, dry_run=False)
+        out(f"{report.read} records read, {report.sent} ingested, {len(report.errors)} rejected")
+    return 1 if report.errors else 0
+
+
+def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from llm_cost_ops.cli.client import ApiClient
+    from llm_cost_ops.cli.report import Window, query
+
+    window = Window(args.range, args.start_date, args.end_date)
+    with ApiClient.for_settings(settings) as client:
+        out(query(client, window, args.output, args.organization, args.provider, args.model, args.limit))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
+    from llm_cost_ops.cli.client import ApiClient
+    from llm_cost_ops.cli.report import Window, summary
+
+    window = Window(args.period, args.start_date, args.end_date)
+    with ApiClient.for_settings(settings) as client:
+        out(summary(client, window, args.organization, args.output))
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
+    out(json.dumps(settings.model_dump(mode="json"), indent=2))
+    return 0
+
+
+def _date_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--start-date", help="ISO 8601 date or timestamp (overrides the range)")
+    parser.add_argument("--end-date", help="ISO 8601; a date includes that whole day")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from llm_cost_ops.cli.report import RANGES
+
+    parser = argparse.ArgumentParser(prog="cost-ops", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="TOML settings file (also COSTOPS_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", help="run the whole pipeline on this machine (embedded broker + chDB)")
+    up.add_argument("--demo", action="store_true", help="also publish a realistic synthetic stream")
+    up.add_argument("--demo-rate", type=float, default=20.0, help="peak demo events per second (default 20)")
+    up.set_defaults(func=cmd_up)
+
+    sub.add_parser("worker", help="run the Faust pricing worker (KAFKA_BOOTSTRAP_SERVERS)").set_defaults(
+        func=cmd_worker
+    )
+
+    api = sub.add_parser("api", help="run the HTTP API (CLICKHOUSE_URL, KAFKA_BOOTSTRAP_SERVERS)")
+    api.add_argument("--role", choices=["api", "sink", "all"], default="api", help="all = api + sink (embedded)")
+    api.add_argument("--port", type=int, help="overrides API_PORT")
+    api.set_defaults(func=cmd_api)
+
+    sink = sub.add_parser("sink", help="run the ClickHouse sink alone (serves /health, /ready, /metrics)")
+    sink.add_argument("--port", type=int, default=8081, help="health/metrics port (default 8081)")
+    sink.set_defaults(func=cmd_api, role="sink")
+
+    demo = sub.add_parser("demo", help="publish a synthetic usage stream to Kafka")
+    demo.add_argument("--rate", type=float, default=20.0, help="peak events per second")
+    demo.add_argument("--duration", type=float, default=None, help="seconds to run (default: until stopped)")
+    demo.add_argument("--seed", type=int, default=None)
+    demo.set_defaults(func=cmd_demo)
+
+    ingest = sub.add_parser("ingest", help="ingest usage records from a JSON or JSON-lines file")
+    ingest.add_argument("--file", required=True, help="path, or - for stdin")
+    ingest.add_argument("--dry-run", action="store_true", help="validate only")
+    ingest.set_defaults(func=cmd_ingest)
+
+    query = sub.add_parser("query", help="list cost records")
+    query.add_argument("--range", default="last-24-hours", choices=list(RANGES))
+    query.add_argument("--output", default="table", choices=["table", "json", "csv"])
+    query.add_argument("--organization")
+    query.add_argument("--provider")
+    query.add_argument("--model")
+    query.add_argument("--limit", type=int, default=100)
+    _date_flags(query)
+    query.set_defaults(func=cmd_query)
+
+    summary = sub.add_parser("summary", help="total cost, requests, by provider and model")
+    summary.add_argument("--period", default="last-30-days", choices=list(RANGES))
+    summary.add_argument("--organization")
+    summary.add_argument("--output", default="text", choices=["text", "json"])
+    _date_flags(summary)
+    summary.set_defaults(func=cmd_summary)
+
+    sub.add_parser("check-config", help="validate and print the effective settings").set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except (ValidationError, FileNotFoundError, ValueError) as exc:
+        err(f"error: invalid configuration: {exc}")
+        return 2
+    configure_logging(settings.log_level)
+    try:
+        code: int = args.func(args, settings)
+    except KeyboardInterrupt:
+        return 130
+    except InvalidInputError as exc:
+        err(f"error: {exc.message}")
+        for name, reason in exc.field_errors.items():
+            err(f"  {name}: {reason}")
+        return 2
+    except (PipelineError, OSError) as exc:
+        logger.debug("command failed", exc_info=exc)
+        err(f"error: {exc}")
+        return 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The pipeline's error hierarchy, shared by every package.
+
+::
+
+    PipelineError                 root of every error the pipeline raises on purpose
+    ├── InvalidInputError         the caller sent something wrong (API: 422)
+    │   └── schemas.errors.EventValidationError, schemas.errors.DecodeError, ...
+    ├── NotFoundError             the thing asked for does not exist (API: 404)
+    └── UnavailableError          a dependency is down; retrying may work (API: 503)
+        └── sinks.errors.StoreUnavailableError, llm_cost_ops.producer.PublishError
+
+Errors carry data (``field_errors``, ``retry_after``), not only text. Each package
+subclasses a kind in its own ``errors.py``; only ``api/errors.py`` knows HTTP statuses.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Root of the pipeline's errors. ``code`` is the seeds' machine-readable error code."""
+
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidInputError(PipelineError):
+    """The input is wrong; ``field_errors`` maps each bad field to its reason."""
+
+    code = "VALIDATION_ERROR"
+
+    def __init__(self, message: str, field_errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.field_errors = field_errors or {}
+
+
+class NotFoundError(PipelineError):
+    code = "NOT_FOUND"
+
+
+class UnavailableError(PipelineError):
+    """A dependency is unavailable; ``retry_after`` seconds is a fair time to wait."""
+
+    code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, retry_after: float = 5.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,68 @@
+"""Kafka connection settings and topic creation, shared by the API, the worker and the sink."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from llm_cost_ops.errors import UnavailableError
+from llm_cost_ops.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerUnavailableError(UnavailableError):
+    code = "BROKER_UNAVAILABLE"
+
+
+def bootstrap_servers(settings: Settings) -> str:
+    """The configured brokers; a clear error where none is configured."""
+    servers = settings.kafka.bootstrap_servers
+    if not servers:
+        raise BrokerUnavailableError(
+            "KAFKA_BOOTSTRAP_SERVERS is not set: run `cost-ops up` for the embedded pipeline, "
+            "or point it at your Kafka cluster"
+        )
+    return servers
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """aiokafka producer options: acks from every in-sync replica, compressed, idempotent on
+    real Kafka (the embedded Tansu broker rejects InitProducerId, so it is off there)."""
+    idempotent = settings.kafka.idempotent_producer
+    compression = settings.kafka.compression
+    return {
+        "bootstrap_servers": bootstrap_servers(settings),
+        "acks": "all",
+        "enable_idempotence": True if idempotent is None else idempotent,
+        "compression_type": None if compression == "none" else compression,
+        "linger_ms": 5,
+    }
+
+
+def pipeline_topics(settings: Settings) -> list[str]:
+    k = settings.kafka
+    return [k.usage_topic, k.priced_topic, k.dlq_topic]
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the pipeline's topics where they are missing (same partition count for all)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        missing = [t for t in pipeline_topics(settings) if t not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(t, settings.kafka.partitions, settings.kafka.replication_factor) for t in missing]
+            )
+            logger.info("created topics", extra={"operation": "ensure_topics", "topics": missing})
+    except TopicAlreadyExistsError:
+        pass  # another process created them first
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"Kafka at {bootstrap_servers(settings)} is unreachable: {exc}") from exc
+    finally:
+        await admin.close()

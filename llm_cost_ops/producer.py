@@ -1,0 +1,92 @@
+"""Publishing usage events to Kafka: the API's ingestion path and the services' producer.
+
+Every event is validated before it is sent, keyed by ``organization_id`` (so one
+organization's events stay ordered on one partition), Avro-encoded in the Confluent wire
+format, and acknowledged by the broker before :meth:`UsageProducer.publish` returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from llm_cost_ops.kafka import BrokerUnavailableError, producer_config
+from llm_cost_ops.settings import Settings
+from schemas.codec import UsageCodec
+from schemas.usage import UsageEvent
+
+logger = logging.getLogger(__name__)
+
+
+class PublishError(BrokerUnavailableError):
+    """The broker did not acknowledge the events; nothing may be reported as accepted."""
+
+
+class UsageProducer:
+    """Async producer of usage events.
+
+    Args:
+        settings: the pipeline settings (brokers, topic, compression, idempotence).
+        codec: encodes events in the wire format.
+        timeout_s: longest wait for the broker's acknowledgement of one publish.
+    """
+
+    def __init__(self, settings: Settings, codec: UsageCodec, timeout_s: float = 10.0) -> None:
+        self._settings = settings
+        self._codec = codec
+        self._topic = settings.kafka.usage_topic
+        self._timeout_s = timeout_s
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(**producer_config(self._settings), request_timeout_ms=int(self._timeout_s * 1000))
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise PublishError(f"cannot connect to Kafka: {exc}") from exc
+        self._producer = producer
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def __aenter__(self) -> UsageProducer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def reachable(self, timeout_s: float = 2.0) -> bool:
+        """Whether the broker answers a metadata request now."""
+        if self._producer is None:
+            return False
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=timeout_s)
+        except (KafkaError, TimeoutError):
+            return False
+        return True
+
+    async def publish(self, events: Sequence[UsageEvent]) -> None:
+        """Send events and wait until the broker has acknowledged every one of them."""
+        if self._producer is None:
+            raise PublishError("producer is not started")
+        producer = self._producer
+        try:
+            futures = [
+                await producer.send(
+                    self._topic,
+                    value=self._codec.encode_usage(event),
+                    key=event.organization_id.encode(),
+                )
+                for event in events
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=self._timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            raise PublishError(f"Kafka did not acknowledge {len(events)} event(s): {exc!r}") from exc

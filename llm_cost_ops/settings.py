@@ -1,0 +1,211 @@
+"""The one settings object, read from the environment and an optional TOML file.
+
+Every entrypoint builds it once with :func:`load_settings` and passes it down; nothing
+instantiates it at import time. The embedded defaults need no configuration at all.
+
+Environment names: the documented flat names (``API_HOST``, ``API_PORT``, ``LOG_LEVEL``,
+``KAFKA_BOOTSTRAP_SERVERS``, ``SCHEMA_REGISTRY_URL``, ``CLICKHOUSE_URL``, ``COSTOPS_DATA_DIR``)
+and, for every other field, the nested form with ``__`` (``KAFKA__PARTITIONS=12``).
+Precedence: constructor arguments, then environment, then the file, then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+# Documented flat variable -> path inside the nested settings.
+FLAT_ENV: dict[str, tuple[str, ...]] = {
+    "API_HOST": ("api", "host"),
+    "API_PORT": ("api", "port"),
+    "LOG_LEVEL": ("log_level",),
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "SCHEMA_REGISTRY_URL": ("kafka", "schema_registry_url"),
+    "CLICKHOUSE_URL": ("clickhouse", "url"),
+    "COSTOPS_DATA_DIR": ("data_dir",),
+    "COSTOPS_API_URL": ("api", "url"),
+}
+
+
+class _Section(BaseModel):
+    model_config = {"frozen": True, "extra": "forbid"}
+
+
+class KafkaSettings(_Section):
+    """Kafka and topic settings."""
+
+    bootstrap_servers: str | None = None
+    """``host:port[,host:port]``. Unset means the embedded broker that ``cost-ops up`` starts."""
+    schema_registry_url: str | None = None
+    """Confluent Schema Registry; unset means the built-in schema table."""
+    usage_topic: str = "usage-events"
+    priced_topic: str = "priced-usage"
+    dlq_topic: str = "usage-dlq"
+    partitions: int = Field(default=8, ge=1, le=1024)
+    """Partitions of the topics the pipeline creates (the ceiling on parallel workers)."""
+    replication_factor: int = Field(default=1, ge=1)
+    idempotent_producer: bool | None = None
+    """Idempotent producer; ``None`` means on for real Kafka, off for the embedded broker
+    (Tansu's memory storage rejects ``InitProducerId``)."""
+    rebalance_timeout_s: float = Field(default=5.0, gt=0)
+    """Faust's rebalance timeout. Tansu completes a group join only after it, so it bounds
+    worker start-up time on the embedded broker."""
+    compression: Literal["none", "gzip", "lz4", "zstd"] = "lz4"
+
+
+class ClickHouseSettings(_Section):
+    """Analytics store settings."""
+
+    url: str | None = None
+    """``http(s)://user:pass@host:8123/db`` for a ClickHouse server; unset means embedded chDB."""
+    database: str = "costops"
+
+
+class WorkerSettings(_Section):
+    """The Faust pricing worker."""
+
+    app_id: str = "llm-cost-ops"
+    """Faust application id, also the consumer group of the pricing agent."""
+    batch_size: int = Field(default=1000, ge=1)
+    batch_seconds: float = Field(default=0.2, gt=0)
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    """Port of the worker's /health and /metrics (0 picks a free one)."""
+
+
+class SinkSettings(_Section):
+    """The ClickHouse sink."""
+
+    group_id: str = "llm-cost-ops-sink"
+    batch_size: int = Field(default=5000, ge=1)
+    """Rows that trigger a flush."""
+    flush_seconds: float = Field(default=0.5, gt=0)
+    """Longest time a consumed row waits before it is written."""
+    retry_max_seconds: float = Field(default=30.0, gt=0)
+    """Ceiling of the exponential backoff between failed inserts."""
+
+
+class ApiSettings(_Section):
+    """The HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    url: str | None = None
+    """Where CLI commands reach a running API; unset means the embedded one, then host:port."""
+    max_batch: int = Field(default=1000, ge=1)
+    """Most records accepted by one ``POST /api/v1/usage/batch``."""
+    max_per_page: int = Field(default=1000, ge=1)
+
+
+class EmbeddedSettings(_Section):
+    """What ``cost-ops up`` starts on one machine."""
+
+    broker_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the embedded Tansu broker (0 picks a free one)."""
+
+
+class Settings(BaseSettings):
+    """Everything the pipeline's processes need to know."""
+
+    model_config = SettingsConfigDict(frozen=True, env_nested_delimiter="__", extra="forbid")
+
+    log_level: LogLevel = "info"
+    data_dir: Path = Path("data")
+    """Embedded state: chDB data, the runtime file that CLI commands read."""
+    custom_providers: tuple[str, ...] = ()
+    """Providers accepted besides the built-in list (their models are priced only by custom prices)."""
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    sink: SinkSettings = SinkSettings()
+    api: ApiSettings = ApiSettings()
+    embedded: EmbeddedSettings = EmbeddedSettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        # The seeds document LOG_LEVEL=warn; accept it as warning.
+        if isinstance(value, str):
+            value = value.lower()
+            return "warning" if value == "warn" else value
+        return value
+
+    @field_validator("custom_providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(p.strip().lower() for p in value.split(",") if p.strip())
+        return value
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.data_dir / "clickhouse"
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.data_dir / "runtime.json"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            _FlatEnvSource(settings_cls),
+            env_settings,
+            TomlConfigSettingsSource(settings_cls),
+        )
+
+
+class _FlatEnvSource(PydanticBaseSettingsSource):
+    """Maps the documented flat variables (``API_PORT``) onto nested fields."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ builds the whole dict
+
+    def __call__(self) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for name, path in FLAT_ENV.items():
+            value = os.environ.get(name)
+            if value is None or value == "":
+                continue
+            node = result
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+        return result
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings once for an entrypoint.
+
+    Args:
+        config_file: optional TOML file (also taken from ``COSTOPS_CONFIG``); its tables mirror
+            the nested sections (``[kafka]``, ``[api]`` ...).
+        overrides: values that win over every other source.
+    """
+    path = config_file or (Path(p) if (p := os.environ.get("COSTOPS_CONFIG")) else None)
+    if path is None:
+        return Settings(**overrides)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+
+    class _FileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    return _FileSettings(**overrides)

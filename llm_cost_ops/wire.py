@@ -1,0 +1,22 @@
+"""Builds the codec the settings call for: Schema Registry when configured, else built-in ids."""
+
+from __future__ import annotations
+
+import httpx
+
+from llm_cost_ops.settings import Settings
+from schemas.codec import UsageCodec
+from schemas.registry import BuiltinSchemaTable, RegistrySchemaTable, SchemaTable
+from schemas.serde import AvroSerde
+
+
+def build_codec(settings: Settings, http: httpx.Client | None = None) -> UsageCodec:
+    """Args:
+    settings: read for ``SCHEMA_REGISTRY_URL`` and the topic names (subjects are ``<topic>-value``).
+    http: client for the registry; one with a 10 s timeout is made when omitted.
+    """
+    table: SchemaTable
+    url = settings.kafka.schema_registry_url
+    table = RegistrySchemaTable(url, http or httpx.Client(timeout=10.0)) if url else BuiltinSchemaTable()
+    k = settings.kafka
+    return UsageCodec(AvroSerde(table), f"{k.usage_topic}-value", f"{k.priced_topic}-value")

@@ -1,0 +1,44 @@
+"""Dead letters: a message the pipeline cannot use keeps its original bytes and says why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_cost_ops.errors import InvalidInputError
+
+# Header names on usage-dlq messages; `cost-ops dlq` and replay read these.
+REASON = "x-dlq-reason"
+KIND = "x-dlq-kind"
+SOURCE_TOPIC = "x-dlq-source-topic"
+SOURCE_PARTITION = "x-dlq-source-partition"
+SOURCE_OFFSET = "x-dlq-source-offset"
+FIELD_ERRORS = "x-dlq-field-errors"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Why a message went to the DLQ. ``kind`` is the error code (DECODE_ERROR, VALIDATION_ERROR)."""
+
+    kind: str
+    reason: str
+    field_errors: dict[str, str]
+
+    @classmethod
+    def from_error(cls, exc: InvalidInputError) -> DeadLetter:
+        return cls(kind=exc.code, reason=exc.message, field_errors=exc.field_errors)
+
+    def headers(
+        self, topic: str, partition: int, offset: int, original: list[tuple[str, bytes]] | None = None
+    ) -> list[tuple[str, bytes]]:
+        """The original headers, then ours (a replay strips ours before re-publishing)."""
+        own = [
+            (REASON, self.reason.encode()),
+            (KIND, self.kind.encode()),
+            (SOURCE_TOPIC, topic.encode()),
+            (SOURCE_PARTITION, str(partition).encode()),
+            (SOURCE_OFFSET, str(offset).encode()),
+        ]
+        if self.field_errors:
+            own.append((FIELD_ERRORS, "; ".join(f"{k}: {v}" for k, v in self.field_errors.items()).encode()))
+        kept = [(k, v) for k, v in (original or []) if not k.startswith("x-dlq-")]
+        return kept + own

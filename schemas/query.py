@@ -1,0 +1,162 @@
+"""Query parameters and response models of the cost API (the seeds' shapes).
+
+Money is serialized as a decimal string with 10 places ("0.0375000000"): JSON numbers are
+floats to most clients, and a float is not money.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+GroupBy = Literal["provider", "model", "organization_id", "project_id"]
+Granularity = Literal["hour", "day"]
+
+
+def _instant(value: date | datetime, end: bool) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    # A bare date covers that whole day: end_date=2025-01-31 includes the 31st.
+    day = value + timedelta(days=1) if end else value
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+class CostFilterParams(BaseModel):
+    """Filters shared by every cost query. Dates are ISO 8601 (``2025-01-31`` or a timestamp);
+    ``start_date`` is inclusive, ``end_date`` exclusive for timestamps and whole-day for dates."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    organization_id: str | None = Field(default=None, max_length=128)
+    project_id: str | None = Field(default=None, max_length=128)
+    provider: str | None = Field(default=None, max_length=64)
+    model: str | None = Field(default=None, max_length=200)
+    start_date: date | datetime | None = None
+    end_date: date | datetime | None = None
+
+    @field_validator("start_date", "end_date", mode="before")
+    @classmethod
+    def _iso(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            if len(value) == 10:
+                return date.fromisoformat(value)
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be in ISO 8601 format (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)") from None
+
+    @property
+    def start(self) -> datetime | None:
+        return _instant(self.start_date, end=False) if self.start_date is not None else None
+
+    @property
+    def end(self) -> datetime | None:
+        return _instant(self.end_date, end=True) if self.end_date is not None else None
+
+    @field_validator("end_date")
+    @classmethod
+    def _ordered(cls, value: date | datetime | None, info: object) -> date | datetime | None:
+        data = getattr(info, "data", {})
+        start = data.get("start_date")
+        if value is not None and start is not None and _instant(value, True) <= _instant(start, False):
+            raise ValueError("must be after start_date")
+        return value
+
+
+class PageParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    page: int = Field(default=1, ge=1, le=1_000_000)
+    per_page: int = Field(default=100, ge=1)
+
+
+class AggregateParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    group_by: tuple[GroupBy, ...] = ()
+    granularity: Granularity | None = None
+
+
+class CostRecord(BaseModel):
+    """One priced (or unpriced) usage event."""
+
+    id: str
+    timestamp: datetime
+    provider: str
+    model: str
+    organization_id: str
+    project_id: str | None
+    user_id: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    pricing_status: str
+    input_cost: Decimal | None
+    cached_cost: Decimal | None
+    output_cost: Decimal | None
+    reasoning_cost: Decimal | None
+    total_cost: Decimal | None
+    currency: str
+    price_source: str | None
+    unpriced_reason: str | None
+
+
+class CostPage(BaseModel):
+    data: list[CostRecord]
+    page: int
+    per_page: int
+    total: int
+    has_more: bool
+
+
+class CostGroup(BaseModel):
+    """One group of ``costs/aggregate``; only the requested dimensions are set."""
+
+    model_config = ConfigDict(extra="allow")
+
+    period_start: datetime | None = None
+    total_cost: Decimal
+    request_count: int
+    unpriced_requests: int
+    total_tokens: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class CostAggregate(BaseModel):
+    group_by: list[str]
+    granularity: str | None
+    data: list[CostGroup]
+
+
+class Breakdown(BaseModel):
+    name: str
+    total_cost: Decimal
+    requests: int
+
+
+class Period(BaseModel):
+    start: datetime | None
+    end: datetime | None
+
+
+class CostSummary(BaseModel):
+    """The seeds' summary. ``avg_cost_per_request`` divides by priced requests: an unpriced
+    request has no cost, which is not the same as a zero cost."""
+
+    period: Period
+    organization_id: str | None
+    total_cost: Decimal
+    total_requests: int
+    priced_requests: int
+    unpriced_requests: int
+    avg_cost_per_request: Decimal
+    total_tokens: int
+    by_provider: list[Breakdown]
+    by_model: list[Breakdown]

@@ -1,0 +1,106 @@
+"""Where schema ids come from: a built-in table, or a Confluent Schema Registry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from functools import cache
+from importlib import resources
+from typing import Any, Protocol
+
+import fastavro
+import httpx
+
+from schemas.errors import DecodeError, SchemaRegistryError
+
+USAGE_EVENT = "usage_event"
+PRICED_USAGE = "priced_usage"
+
+# Ids of the built-in table. They are part of the wire format: never renumber, only append.
+BUILTIN_IDS: dict[str, int] = {USAGE_EVENT: 1, PRICED_USAGE: 2}
+
+
+@cache
+def schema_text(name: str) -> str:
+    """The ``.avsc`` text shipped with the package."""
+    return (resources.files("schemas") / "avro" / f"{name}.avsc").read_text(encoding="utf-8")
+
+
+def parsed_schema(text: str) -> Any:
+    return fastavro.parse_schema(json.loads(text))
+
+
+class SchemaTable(Protocol):
+    def id_for(self, name: str, subject: str) -> int: ...
+    def schema_for(self, schema_id: int) -> Any: ...
+
+
+class BuiltinSchemaTable:
+    """Fixed ids for the schemas this package ships; no network."""
+
+    def __init__(self) -> None:
+        self._by_id = {sid: parsed_schema(schema_text(n)) for n, sid in BUILTIN_IDS.items()}
+
+    def id_for(self, name: str, subject: str) -> int:
+        return BUILTIN_IDS[name]
+
+    def schema_for(self, schema_id: int) -> Any:
+        try:
+            return self._by_id[schema_id]
+        except KeyError:
+            raise DecodeError(f"unknown schema id {schema_id}") from None
+
+
+class RegistrySchemaTable:
+    """Confluent Schema Registry client: registers under ``<subject>`` and caches both ways.
+
+    Args:
+        url: registry base URL (``SCHEMA_REGISTRY_URL``).
+        client: an ``httpx.Client``; the caller owns its lifetime.
+    """
+
+    def __init__(self, url: str, client: httpx.Client) -> None:
+        self._url = url.rstrip("/")
+        self._client = client
+        self._ids: dict[tuple[str, str], int] = {}
+        self._schemas: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def id_for(self, name: str, subject: str) -> int:
+        key = (name, subject)
+        if (sid := self._ids.get(key)) is not None:
+            return sid
+        text = schema_text(name)
+        body = self._call("POST", f"/subjects/{subject}/versions", json={"schema": text})
+        sid = int(body["id"])
+        with self._lock:
+            self._ids[key] = sid
+            self._schemas[sid] = parsed_schema(text)
+        return sid
+
+    def schema_for(self, schema_id: int) -> Any:
+        if (schema := self._schemas.get(schema_id)) is not None:
+            return schema
+        body = self._call("GET", f"/schemas/ids/{schema_id}")
+        schema = parsed_schema(body["schema"])
+        with self._lock:
+            self._schemas[schema_id] = schema
+        return schema
+
+    def _call(self, method: str, path: str, json: Any = None) -> Any:
+        try:
+            response = self._client.request(
+                method,
+                self._url + path,
+                json=json,
+                headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+            )
+        except httpx.HTTPError as exc:
+            raise SchemaRegistryError(f"schema registry {self._url} unreachable: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("message", response.text)
+            except ValueError:
+                detail = response.text
+            raise SchemaRegistryError(f"schema registry {method} {path}: {response.status_code} {detail}")
+        return response.json()

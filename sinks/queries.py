@@ -1,0 +1,181 @@
+"""Parameterised cost queries over ``usage_costs``: builders (pure, tested as golden SQL) and
+:class:`CostQueries`, which runs them.
+
+Every query reads ``FINAL``: the table may still hold unmerged copies of a replayed event,
+and FINAL collapses them at read time, so no aggregate ever counts an event twice.
+Values are bound server-side (``{name:Type}``); only whitelisted identifiers are spliced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from schemas.priced import COST_PLACES
+from schemas.query import (
+    AggregateParams,
+    Breakdown,
+    CostAggregate,
+    CostFilterParams,
+    CostGroup,
+    CostPage,
+    CostRecord,
+    CostSummary,
+    PageParams,
+    Period,
+)
+from sinks.store import ClickHouseStore
+
+_FILTER_COLUMNS = ("organization_id", "project_id", "provider", "model")
+_GRANULARITY_FN = {"hour": "toStartOfHour", "day": "toStartOfDay"}
+_RECORD_COLUMNS = tuple(CostRecord.model_fields)
+_SELECT_RECORD = ", ".join("event_id AS id" if c == "id" else c for c in _RECORD_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    parameters: dict[str, Any]
+
+
+def where_clause(filters: CostFilterParams) -> tuple[str, dict[str, Any]]:
+    conditions: list[str] = []
+    params: dict[str, Any] = {}
+    for column in _FILTER_COLUMNS:
+        value = getattr(filters, column)
+        if value is not None:
+            conditions.append(f"{column} = {{{column}:String}}")
+            params[column] = value
+    if filters.start is not None:
+        conditions.append("timestamp >= {start:DateTime64(3, 'UTC')}")
+        params["start"] = filters.start
+    if filters.end is not None:
+        conditions.append("timestamp < {end:DateTime64(3, 'UTC')}")
+        params["end"] = filters.end
+    return (" WHERE " + " AND ".join(conditions)) if conditions else "", params
+
+
+def list_query(table: str, filters: CostFilterParams, page: PageParams) -> Query:
+    where, params = where_clause(filters)
+    params.update(limit=page.per_page + 1, offset=(page.page - 1) * page.per_page)
+    sql = (
+        f"SELECT {_SELECT_RECORD} FROM {table} FINAL{where} "
+        "ORDER BY timestamp DESC, organization_id, event_id "
+        "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
+    )
+    return Query(sql, params)
+
+
+def count_query(table: str, filters: CostFilterParams) -> Query:
+    where, params = where_clause(filters)
+    return Query(f"SELECT count() FROM {table} FINAL{where}", params)
+
+
+_TOTALS = (
+    "sum(total_cost) AS total_cost, count() AS request_count, "
+    "countIf(pricing_status = 'unpriced') AS unpriced_requests, sum(total_tokens) AS total_tokens, "
+    "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens"
+)
+
+
+def aggregate_query(table: str, filters: CostFilterParams, agg: AggregateParams) -> Query:
+    where, params = where_clause(filters)
+    keys = list(agg.group_by)
+    if agg.granularity is not None:
+        keys.insert(0, f"{_GRANULARITY_FN[agg.granularity]}(timestamp) AS period_start")
+    names = [k.split(" AS ")[-1] for k in keys]
+    select = ", ".join([*keys, _TOTALS])
+    group = f" GROUP BY {', '.join(names)} ORDER BY {', '.join(names)}" if names else ""
+    return Query(f"SELECT {select} FROM {table} FINAL{where}{group}", params)
+
+
+def breakdown_query(table: str, filters: CostFilterParams, column: str) -> Query:
+    if column not in _FILTER_COLUMNS:
+        raise ValueError(f"cannot break down by {column!r}")
+    where, params = where_clause(filters)
+    sql = (
+        f"SELECT {column}, sum(total_cost) AS cost, count() AS requests FROM {table} FINAL{where} "
+        f"GROUP BY {column} ORDER BY cost DESC, {column}"
+    )
+    return Query(sql, params)
+
+
+def _money(value: Decimal | None) -> Decimal:
+    return (value if value is not None else Decimal(0)).quantize(COST_PLACES)
+
+
+class CostQueries:
+    """Runs the cost queries against a store.
+
+    Args:
+        store: the ClickHouse store.
+    """
+
+    def __init__(self, store: ClickHouseStore) -> None:
+        self._store = store
+        self._table = store.table("usage_costs")
+
+    def _run(self, query: Query) -> list[tuple[Any, ...]]:
+        return self._store.query(query.sql, query.parameters)
+
+    def list_costs(self, filters: CostFilterParams, page: PageParams) -> CostPage:
+        rows = self._run(list_query(self._table, filters, page))
+        total = self._run(count_query(self._table, filters))[0][0]
+        records = [CostRecord(**dict(zip(_RECORD_COLUMNS, row, strict=True))) for row in rows[: page.per_page]]
+        return CostPage(
+            data=records,
+            page=page.page,
+            per_page=page.per_page,
+            total=total,
+            has_more=len(rows) > page.per_page,
+        )
+
+    def aggregate(self, filters: CostFilterParams, agg: AggregateParams) -> CostAggregate:
+        rows = self._run(aggregate_query(self._table, filters, agg))
+        names = (["period_start"] if agg.granularity else []) + list(agg.group_by)
+        groups = []
+        for row in rows:
+            keys = dict(zip(names, row[: len(names)], strict=True))
+            if "period_start" in keys:
+                # toStartOfHour/Day come back naive; the table's time zone is UTC.
+                keys["period_start"] = keys["period_start"].replace(tzinfo=UTC)
+            total_cost, requests, unpriced, tokens, prompt, completion = row[len(names) :]
+            groups.append(
+                CostGroup(
+                    **keys,
+                    total_cost=_money(total_cost),
+                    request_count=requests,
+                    unpriced_requests=unpriced,
+                    total_tokens=tokens or 0,
+                    prompt_tokens=prompt or 0,
+                    completion_tokens=completion or 0,
+                )
+            )
+        return CostAggregate(group_by=list(agg.group_by), granularity=agg.granularity, data=groups)
+
+    def summary(self, filters: CostFilterParams) -> CostSummary:
+        total = self._run(aggregate_query(self._table, filters, AggregateParams()))[0]
+        total_cost, requests, unpriced, tokens = _money(total[0]), total[1], total[2], total[3] or 0
+        priced = requests - unpriced
+        avg = (
+            (total_cost / priced).quantize(COST_PLACES, ROUND_HALF_EVEN) if priced else Decimal(0).quantize(COST_PLACES)
+        )
+
+        def breakdown(column: str) -> list[Breakdown]:
+            rows = self._run(breakdown_query(self._table, filters, column))
+            return [Breakdown(name=r[0], total_cost=_money(r[1]), requests=r[2]) for r in rows]
+
+        return CostSummary(
+            period=Period(start=filters.start, end=filters.end),
+            organization_id=filters.organization_id,
+            total_cost=total_cost,
+            total_requests=requests,
+            priced_requests=priced,
+            unpriced_requests=unpriced,
+            avg_cost_per_request=avg,
+            total_tokens=tokens,
+            by_provider=breakdown("provider"),
+            by_model=breakdown("model"),
+        )

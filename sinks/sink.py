@@ -1,0 +1,169 @@
+"""The sink: ``priced-usage`` -> ClickHouse ``usage_costs``, batched and idempotent.
+
+Each cycle:
+
+1. collect records until ``batch_size`` rows or ``flush_seconds`` have passed;
+2. decode them (an undecodable record goes to the DLQ with its reason, never dropped);
+3. dedupe the batch by (organization_id, event_id);
+4. insert, retrying with exponential backoff for as long as ClickHouse fails: consumption
+   pauses meanwhile, so memory stays bounded by one batch and nothing is dropped;
+5. only then commit the offsets of the batch.
+
+A crash between 4 and 5 replays the batch; the replayed rows collapse with the written ones
+(ReplacingMergeTree keyed by event id, read with FINAL), so every event counts once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from llm_cost_ops.kafka import bootstrap_servers, producer_config
+from llm_cost_ops.metrics import PipelineMetrics
+from llm_cost_ops.settings import Settings
+from schemas.dlq import DeadLetter
+from schemas.errors import DecodeError
+from schemas.serde import AvroSerde
+from sinks.errors import StoreUnavailableError
+from sinks.rows import USAGE_COSTS_COLUMNS, dedupe_rows, usage_cost_row
+from sinks.store import ClickHouseStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SinkBatch:
+    """Rows and dead letters of one cycle, with the offsets to commit once they are durable."""
+
+    rows: list[list[Any]] = field(default_factory=list)
+    dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.dead)
+
+
+class UsageSink:
+    """Consumes ``priced-usage`` into ``usage_costs``.
+
+    Args:
+        settings: brokers, topics, group, batch and retry settings.
+        store: the ClickHouse store to write to.
+        serde: decodes the priced records.
+        metrics: counters of rows written, duplicates and failures.
+    """
+
+    def __init__(self, settings: Settings, store: ClickHouseStore, serde: AvroSerde, metrics: PipelineMetrics) -> None:
+        self._settings = settings
+        self._store = store
+        self._serde = serde
+        self._metrics = metrics
+        self.rows_written = 0
+        self.ready = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set. Offsets of an unwritten batch are never committed."""
+        s = self._settings
+        consumer = AIOKafkaConsumer(
+            s.kafka.priced_topic,
+            bootstrap_servers=bootstrap_servers(s),
+            group_id=s.sink.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=s.sink.batch_size,
+            rebalance_timeout_ms=int(s.kafka.rebalance_timeout_s * 1000),
+        )
+        dlq = AIOKafkaProducer(**producer_config(s))
+        await consumer.start()
+        await dlq.start()
+        self.ready.set()
+        try:
+            while not stop.is_set():
+                batch = await self._collect(consumer, stop)
+                if not batch:
+                    continue
+                if not await self._write(batch, stop):
+                    return  # stopped while ClickHouse was down: the batch stays uncommitted
+                await self._dead_letter(dlq, batch.dead)
+                await self._commit(consumer, batch.offsets)
+        finally:
+            await consumer.stop()
+            await dlq.stop()
+
+    async def _collect(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> SinkBatch:
+        s = self._settings.sink
+        batch = SinkBatch()
+        deadline = time.monotonic() + s.flush_seconds
+        while len(batch) < s.batch_size and not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            fetched = await consumer.getmany(timeout_ms=int(remaining * 1000), max_records=s.batch_size - len(batch))
+            for tp, records in fetched.items():
+                for record in records:
+                    self._add(batch, record)
+                batch.offsets[tp] = records[-1].offset + 1
+        return batch
+
+    def _add(self, batch: SinkBatch, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            batch.rows.append(usage_cost_row(self._serde.decode(record.value)))
+        except (DecodeError, KeyError, TypeError) as exc:
+            batch.dead.append((record, f"priced record unusable by the sink: {exc}"))
+
+    async def _write(self, batch: SinkBatch, stop: asyncio.Event) -> bool:
+        rows, duplicates = dedupe_rows(batch.rows)
+        self._metrics.sink_duplicates.inc(duplicates)
+        if not rows:
+            return True
+        delay = 0.2
+        while True:
+            started = time.perf_counter()
+            try:
+                await asyncio.to_thread(self._store.insert, "usage_costs", rows, USAGE_COSTS_COLUMNS)
+            except StoreUnavailableError as exc:
+                self._metrics.sink_failures.inc()
+                logger.error(
+                    "insert failed, retrying in %.1fs: %s", delay, exc,
+                    extra={"operation": "flush", "rows": len(rows)},
+                )  # fmt: skip
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                    return False
+                except TimeoutError:
+                    delay = min(delay * 2, self._settings.sink.retry_max_seconds)
+                    continue
+            self._metrics.sink_flush_seconds.observe(time.perf_counter() - started)
+            self._metrics.sink_rows.labels("usage_costs").inc(len(rows))
+            self.rows_written += len(rows)
+            logger.debug("flushed", extra={"operation": "flush", "rows": len(rows)})
+            return True
+
+    async def _dead_letter(
+        self, dlq: AIOKafkaProducer, dead: Sequence[tuple[ConsumerRecord[bytes, bytes], str]]
+    ) -> None:
+        for record, reason in dead:
+            self._metrics.events_dead_lettered.labels("SINK_DECODE_ERROR").inc()
+            logger.error("dead letter from the sink: %s", reason, extra={"offset": record.offset})
+            letter = DeadLetter(kind="SINK_DECODE_ERROR", reason=reason, field_errors={})
+            await dlq.send_and_wait(
+                self._settings.kafka.dlq_topic,
+                value=record.value,
+                key=record.key,
+                headers=letter.headers(record.topic, record.partition, record.offset, list(record.headers)),
+            )
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, KafkaError) as exc:
+            # The rows are already durable; after the rebalance the new owner replays them and
+            # the table collapses the copies. Losing the commit costs work, not accuracy.
+            logger.warning("offset commit failed after a successful write: %s", exc)

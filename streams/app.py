@@ -1,0 +1,74 @@
+"""``create_app(settings)``: the Faust application with its topics, agents and web pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+
+from llm_cost_ops.kafka import bootstrap_servers
+from llm_cost_ops.metrics import CONTENT_TYPE_LATEST, PipelineMetrics
+from llm_cost_ops.settings import Settings
+from llm_cost_ops.wire import build_codec
+from schemas.provider import allowed_providers
+from streams.price_agent import PriceAgentDeps, register_price_agent
+from streams.pricing import PriceCatalog
+from streams.topics import declare_topics
+
+
+def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
+    """Build the worker's Faust app. Nothing connects until the worker starts it."""
+    k = settings.kafka
+    app = faust.App(
+        settings.worker.app_id,
+        broker=[f"kafka://{s.strip()}" for s in bootstrap_servers(settings).split(",")],
+        store="memory://",
+        topic_partitions=k.partitions,
+        topic_replication_factor=k.replication_factor,
+        producer_acks=-1,
+        producer_compression_type=None if k.compression == "none" else k.compression,
+        broker_rebalance_timeout=k.rebalance_timeout_s,
+        broker_session_timeout=max(10.0, k.rebalance_timeout_s * 2),
+        broker_heartbeat_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        web_port=settings.worker.web_port,
+        web_host="127.0.0.1",
+        web_in_thread=False,
+    )
+    metrics = metrics or PipelineMetrics()
+    topics = declare_topics(app, settings)
+    deps = PriceAgentDeps(
+        codec=build_codec(settings),
+        catalog=PriceCatalog(),
+        providers=allowed_providers(settings.custom_providers),
+        metrics=metrics,
+        batch_size=settings.worker.batch_size,
+        batch_seconds=settings.worker.batch_seconds,
+    )
+    register_price_agent(app, topics, deps)
+    _register_pages(app, metrics)
+    return app
+
+
+def _register_pages(app: faust.App, metrics: PipelineMetrics) -> None:
+    @app.page("/health")
+    class Health(View):  # type: ignore[misc]  # faust.web.View is untyped
+        async def get(self, request: Request) -> Response:
+            return self.json({"status": "healthy"})
+
+    @app.page("/metrics")
+    class Metrics(View):  # type: ignore[misc]
+        async def get(self, request: Request) -> Response:
+            return self.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    _ = (Health, Metrics)
+
+
+def run_worker(settings: Settings, loglevel: str = "info") -> Any:
+    """Run the worker in this process until SIGINT/SIGTERM (the ``cost-ops worker`` command)."""
+    from faust.worker import Worker
+
+    app = create_app(settings)
+    worker = Worker(app, loglevel=loglevel)
+    return worker.execute_from_commandline()

@@ -1,0 +1,87 @@
+"""The ``price`` agent: ``usage-events`` -> ``priced-usage`` (and ``usage-dlq``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from llm_cost_ops.metrics import PipelineMetrics
+from schemas.codec import UsageCodec
+from schemas.dlq import DeadLetter
+from schemas.priced import PricingStatus
+from streams.price_step import price_message
+from streams.pricing import PriceCatalog
+from streams.topics import PipelineTopics
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PriceAgentDeps:
+    codec: UsageCodec
+    catalog: PriceCatalog
+    providers: frozenset[str]
+    metrics: PipelineMetrics
+    batch_size: int
+    batch_seconds: float
+
+
+def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgentDeps) -> Any:
+    """Attach the agent to ``app``. Each batch is sent and acknowledged by the broker before the
+    next one is taken, and Faust flushes its producer before it commits offsets, so a crash
+    replays a batch (deterministic prices, deduplicated downstream) but never loses one."""
+
+    @app.agent(topics.usage, name="price")
+    async def price(stream: Any) -> AsyncIterator[None]:
+        async for events in stream.take_events(deps.batch_size, within=deps.batch_seconds):
+            now = datetime.now(UTC)
+            pending = []
+            for event in events:
+                message = event.message
+                outcome = price_message(message.value, deps.codec, deps.catalog, deps.providers, now)
+                if isinstance(outcome, DeadLetter):
+                    deps.metrics.events_dead_lettered.labels(outcome.kind).inc()
+                    logger.warning(
+                        "dead letter: %s",
+                        outcome.reason,
+                        extra={
+                            "topic": message.topic,
+                            "partition": message.partition,
+                            "offset": message.offset,
+                        },
+                    )
+                    pending.append(
+                        await topics.dlq.send(
+                            key=message.key,
+                            value=message.value,
+                            headers=outcome.headers(
+                                message.topic, message.partition, message.offset, _headers(message.headers)
+                            ),
+                        )
+                    )
+                    continue
+                deps.metrics.events_priced.labels(outcome.pricing_status.value).inc()
+                if outcome.pricing_status is PricingStatus.PRICED and outcome.cost is not None:
+                    deps.metrics.cost_usd.labels(outcome.event.provider).inc(float(outcome.cost.total_cost))
+                pending.append(
+                    await topics.priced.send(
+                        key=outcome.event.organization_id.encode(), value=deps.codec.encode_priced(outcome)
+                    )
+                )
+            await asyncio.gather(*pending)
+            yield None
+
+    return price
+
+
+def _headers(raw: Any) -> list[tuple[str, bytes]]:
+    if not raw:
+        return []
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), bytes(v) if v is not None else b"") for k, v in items]
