@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
 from pydantic import ValidationError
@@ -13,6 +15,8 @@ from llm_cost_ops.producer import UsageProducer
 from schemas.errors import field_errors
 from schemas.query import AggregateParams, CostFilterParams, PageParams
 from sinks.queries import CostQueries
+
+T = TypeVar("T")
 
 
 def get_context(request: Request) -> ApiContext:
@@ -35,6 +39,20 @@ def get_producer(context: ContextDep) -> UsageProducer:
 
 QueriesDep = Annotated[CostQueries, Depends(get_queries)]
 ProducerDep = Annotated[UsageProducer, Depends(get_producer)]
+
+
+def _capture(builder: Callable[..., T]) -> Callable[..., T | InvalidInputError]:
+    """Wrap a parameter builder so its validation error is returned, not raised (keeps the
+    builder's signature, which FastAPI reads to declare the query parameters)."""
+
+    @functools.wraps(builder)
+    def wrapper(*args: Any, **kwargs: Any) -> T | InvalidInputError:
+        try:
+            return builder(*args, **kwargs)
+        except InvalidInputError as exc:
+            return exc
+
+    return wrapper
 
 
 def _invalid(exc: ValidationError) -> InvalidInputError:
@@ -84,6 +102,19 @@ def aggregate_params(
         raise _invalid(exc) from None
 
 
+def aggregate_request(
+    filters: Annotated[CostFilterParams | InvalidInputError, Depends(_capture(cost_filters))],
+    agg: Annotated[AggregateParams | InvalidInputError, Depends(_capture(aggregate_params))],
+) -> tuple[CostFilterParams, AggregateParams]:
+    """Filters and grouping together, so one 422 names every bad parameter of both."""
+    errors = [e for e in (filters, agg) if isinstance(e, InvalidInputError)]
+    if errors:
+        fields = {k: v for e in errors for k, v in e.field_errors.items()}
+        raise InvalidInputError(f"invalid query parameters: {', '.join(fields)}", fields)
+    assert isinstance(filters, CostFilterParams) and isinstance(agg, AggregateParams)
+    return filters, agg
+
+
 FiltersDep = Annotated[CostFilterParams, Depends(cost_filters)]
 PageDep = Annotated[PageParams, Depends(page_params)]
-AggregateDep = Annotated[AggregateParams, Depends(aggregate_params)]
+AggregateRequestDep = Annotated[tuple[CostFilterParams, AggregateParams], Depends(aggregate_request)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import AggregateDep, FiltersDep, PageDep, QueriesDep
+from api.deps import AggregateRequestDep, FiltersDep, PageDep, QueriesDep
 from schemas.query import CostAggregate, CostPage, CostSummary
 
 router = APIRouter(prefix="/api/v1/costs", tags=["costs"])
@@ -17,8 +17,9 @@ def list_costs(queries: QueriesDep, filters: FiltersDep, page: PageDep) -> CostP
 
 
 @router.get("/aggregate", response_model=CostAggregate)
-def aggregate_costs(queries: QueriesDep, filters: FiltersDep, agg: AggregateDep) -> CostAggregate:
+def aggregate_costs(queries: QueriesDep, request: AggregateRequestDep) -> CostAggregate:
     """Totals grouped by any of provider, model, organization_id, project_id, optionally per hour or day."""
+    filters, agg = request
     return queries.aggregate(filters, agg)
 
 

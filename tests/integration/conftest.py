@@ -1,0 +1,59 @@
+"""Integration fixtures: chDB store per test, Kafka settings with unique topics per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from llm_cost_ops.broker import EmbeddedBroker
+from llm_cost_ops.settings import KafkaSettings, Settings, SinkSettings
+from sinks.store import ClickHouseStore
+
+
+@pytest.fixture(scope="session")
+def chdb_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """The session's chDB engine (chDB serves one data path per process)."""
+    path: Path = tmp_path_factory.mktemp("chdb")
+    client = clickhouse_connect.get_client(interface="chdb", path=str(path))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def store(chdb_client: Client) -> ClickHouseStore:
+    """A migrated, empty database of its own for this test."""
+    store = ClickHouseStore(chdb_client, f"test_{uuid.uuid4().hex[:12]}")
+    store.migrate()
+    return store
+
+
+@pytest.fixture
+def kafka_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings on the session broker with topics and groups of this test alone."""
+
+    def build(**overrides: Any) -> Settings:
+        tag = uuid.uuid4().hex[:8]
+        kafka = KafkaSettings(
+            bootstrap_servers=broker.bootstrap_servers,
+            usage_topic=f"usage-{tag}",
+            priced_topic=f"priced-{tag}",
+            dlq_topic=f"dlq-{tag}",
+            partitions=4,
+            idempotent_producer=False,
+            rebalance_timeout_s=2.0,
+        )
+        base: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "kafka": kafka,
+            "sink": SinkSettings(group_id=f"sink-{tag}", flush_seconds=0.2),
+        }
+        base.update(overrides)
+        return Settings(**base)
+
+    return build
