@@ -11,13 +11,15 @@ Precedence: constructor arguments, then environment, then the file, then default
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -67,9 +69,11 @@ class KafkaSettings(_Section):
 class ClickHouseSettings(_Section):
     """Analytics store settings."""
 
-    url: str | None = None
-    """``http(s)://user:pass@host:8123/db`` for a ClickHouse server; unset means embedded chDB."""
-    database: str = "costops"
+    url: SecretStr | None = None
+    """``http(s)://user:pass@host:8123/db`` for a ClickHouse server; unset means embedded chDB.
+    Secret: it usually carries a password, so ``check-config`` prints it masked."""
+    database: str = Field(default="costops", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Database of the pipeline's tables (an identifier: it is spliced into DDL)."""
 
 
 class WorkerSettings(_Section):
@@ -122,7 +126,7 @@ class Settings(BaseSettings):
     log_level: LogLevel = "info"
     data_dir: Path = Path("data")
     """Embedded state: chDB data, the runtime file that CLI commands read."""
-    custom_providers: tuple[str, ...] = ()
+    custom_providers: Annotated[tuple[str, ...], NoDecode] = ()
     """Providers accepted besides the built-in list (their models are priced only by custom prices)."""
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
@@ -143,8 +147,11 @@ class Settings(BaseSettings):
     @field_validator("custom_providers", mode="before")
     @classmethod
     def _split_providers(cls, value: Any) -> Any:
+        # CUSTOM_PROVIDERS=internal,acme (a JSON list works too, from the environment or a file)
         if isinstance(value, str):
-            return tuple(p.strip().lower() for p in value.split(",") if p.strip())
+            value = json.loads(value) if value.lstrip().startswith("[") else value.split(",")
+        if isinstance(value, list | tuple):
+            return tuple(str(p).strip().lower() for p in value if str(p).strip())
         return value
 
     @property

@@ -29,7 +29,7 @@ def open_client(settings: Settings) -> Client:
     """Connect to the configured backend (server when ``CLICKHOUSE_URL`` is set, else chDB)."""
     try:
         if settings.clickhouse.url:
-            return clickhouse_connect.get_client(dsn=settings.clickhouse.url)
+            return clickhouse_connect.get_client(dsn=settings.clickhouse.url.get_secret_value())
         path = settings.chdb_path
         path.mkdir(parents=True, exist_ok=True)
         return clickhouse_connect.get_client(interface="chdb", path=str(path.resolve()))

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from llm_cost_ops.cli.console import configure_logging, err, out
 from llm_cost_ops.errors import InvalidInputError, PipelineError
 from llm_cost_ops.settings import Settings, load_settings
+from schemas.errors import field_errors
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.config)
-    except (ValidationError, FileNotFoundError, ValueError) as exc:
+    except ValidationError as exc:
+        err("error: invalid configuration:")
+        for name, reason in field_errors(exc).items():
+            err(f"  {name}: {reason}")
+        return 2
+    except (FileNotFoundError, ValueError) as exc:
         err(f"error: invalid configuration: {exc}")
         return 2
     configure_logging(settings.log_level)
