@@ -28,6 +28,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 ## Lint, then every test (unit + integration against a real Tansu broker and chDB).
 test: lint

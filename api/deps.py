@@ -69,13 +69,16 @@ def cost_filters(
     end_date: Annotated[str | None, Query(description="ISO 8601; a date includes that whole day")] = None,
 ) -> CostFilterParams:
     try:
-        return CostFilterParams(
-            organization_id=organization_id,
-            project_id=project_id,
-            provider=provider,
-            model=model,
-            start_date=start_date,
-            end_date=end_date,
+        # model_validate: the dates arrive as strings and the model parses them.
+        return CostFilterParams.model_validate(
+            {
+                "organization_id": organization_id,
+                "project_id": project_id,
+                "provider": provider,
+                "model": model,
+                "start_date": start_date,
+                "end_date": end_date,
+            }
         )
     except ValidationError as exc:
         raise _invalid(exc) from None

@@ -30,7 +30,7 @@ STATUS: dict[type[PipelineError], int] = {
 def status_for(exc: PipelineError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]  # mro entries are types
+            return STATUS[cls]
     return 500
 
 

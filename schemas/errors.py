@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from llm_cost_ops.errors import InvalidInputError
+from llm_cost_ops.errors import InvalidInputError, PipelineError, UnavailableError
 
 
 class EventValidationError(InvalidInputError):
@@ -26,10 +26,17 @@ class DecodeError(InvalidInputError):
     code = "DECODE_ERROR"
 
 
-class SchemaRegistryError(InvalidInputError):
-    """The Schema Registry refused a schema or does not know an id."""
+class SchemaRegistryError(PipelineError):
+    """The Schema Registry refused a schema (e.g. incompatible): our deployment's fault, not
+    the caller's. An id the registry does not know is a :class:`DecodeError` instead."""
 
     code = "SCHEMA_ERROR"
+
+
+class SchemaRegistryUnavailableError(UnavailableError):
+    """The Schema Registry did not answer, or failed (5xx); retry later."""
+
+    code = "SCHEMA_REGISTRY_UNAVAILABLE"
 
 
 def field_errors(exc: ValidationError, prefix: str = "") -> dict[str, str]:
@@ -79,7 +86,8 @@ _MESSAGES: dict[str, str] = {
     "datetime_parsing": "must be an ISO 8601 timestamp with a time zone",
     "datetime_type": "must be an ISO 8601 timestamp with a time zone",
     "timezone_aware": "must include a time zone (e.g. Z or +00:00)",
-    "string_pattern_mismatch": "must match {pattern}",
+    "string_pattern_mismatch": "must not be empty or contain whitespace",
+    "model_type": "must be a JSON object",
     "list_type": "must be a list",
     "dict_type": "must be an object",
     "json_invalid": "must be valid JSON",

@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from schemas.usage import UsageEvent
 
@@ -47,3 +47,9 @@ class PricedUsage(BaseModel):
     cost: CostBreakdown | None
     unpriced_reason: str | None = None
     priced_at: datetime
+
+    @field_validator("priced_at")
+    @classmethod
+    def _millis(cls, value: datetime) -> datetime:
+        # The Avro field holds milliseconds; keep the model equal to its decoded self.
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)

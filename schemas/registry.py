@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import fastavro
 import httpx
 
-from schemas.errors import DecodeError, SchemaRegistryError
+from schemas.errors import DecodeError, SchemaRegistryError, SchemaRegistryUnavailableError
 
 USAGE_EVENT = "usage_event"
 PRICED_USAGE = "priced_usage"
@@ -81,13 +81,15 @@ class RegistrySchemaTable:
     def schema_for(self, schema_id: int) -> Any:
         if (schema := self._schemas.get(schema_id)) is not None:
             return schema
-        body = self._call("GET", f"/schemas/ids/{schema_id}")
+        body = self._call("GET", f"/schemas/ids/{schema_id}", missing=f"unknown schema id {schema_id}")
         schema = parsed_schema(body["schema"])
         with self._lock:
             self._schemas[schema_id] = schema
         return schema
 
-    def _call(self, method: str, path: str, json: Any = None) -> Any:
+    def _call(self, method: str, path: str, json: Any = None, missing: str | None = None) -> Any:
+        """One registry request. ``missing``: the DecodeError message for a 404 (the data names
+        a schema that does not exist); unreachable or 5xx is retryable, other 4xx our fault."""
         try:
             response = self._client.request(
                 method,
@@ -96,11 +98,16 @@ class RegistrySchemaTable:
                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
             )
         except httpx.HTTPError as exc:
-            raise SchemaRegistryError(f"schema registry {self._url} unreachable: {exc}") from exc
-        if response.status_code >= 400:
-            try:
-                detail = response.json().get("message", response.text)
-            except ValueError:
-                detail = response.text
-            raise SchemaRegistryError(f"schema registry {method} {path}: {response.status_code} {detail}")
-        return response.json()
+            raise SchemaRegistryUnavailableError(f"schema registry {self._url} unreachable: {exc}") from exc
+        if response.status_code < 400:
+            return response.json()
+        try:
+            detail = response.json().get("message", response.text)
+        except ValueError:
+            detail = response.text
+        message = f"schema registry {method} {path}: {response.status_code} {detail}"
+        if response.status_code == 404 and missing is not None:
+            raise DecodeError(f"{missing} ({message})")
+        if response.status_code >= 500:
+            raise SchemaRegistryUnavailableError(message)
+        raise SchemaRegistryError(message)

@@ -82,7 +82,7 @@ _TOTALS = (
 
 def aggregate_query(table: str, filters: CostFilterParams, agg: AggregateParams) -> Query:
     where, params = where_clause(filters)
-    keys = list(agg.group_by)
+    keys: list[str] = list(agg.group_by)
     if agg.granularity is not None:
         keys.insert(0, f"{_GRANULARITY_FN[agg.granularity]}(timestamp) AS period_start")
     names = [k.split(" AS ")[-1] for k in keys]

@@ -61,7 +61,7 @@ class ClickHouseStore:
 
     def migrate(self) -> list[int]:
         with self._lock:
-            applied = _guard(lambda: apply_migrations(self.client, self.database))
+            applied: list[int] = _guard(lambda: apply_migrations(self.client, self.database))
         if applied:
             logger.info("applied migrations %s", applied, extra={"operation": "migrate"})
         return applied

@@ -53,12 +53,12 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
 
 def _register_pages(app: faust.App, metrics: PipelineMetrics) -> None:
     @app.page("/health")
-    class Health(View):  # type: ignore[misc]  # faust.web.View is untyped
+    class Health(View):
         async def get(self, request: Request) -> Response:
             return self.json({"status": "healthy"})
 
     @app.page("/metrics")
-    class Metrics(View):  # type: ignore[misc]
+    class Metrics(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 

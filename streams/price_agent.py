@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import faust
 
+from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
 from schemas.codec import UsageCodec
 from schemas.dlq import DeadLetter
@@ -20,6 +22,8 @@ from streams.pricing import PriceCatalog
 from streams.topics import PipelineTopics
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,9 @@ def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgen
             pending = []
             for event in events:
                 message = event.message
-                outcome = price_message(message.value, deps.codec, deps.catalog, deps.providers, now)
+                outcome = await _until_available(
+                    partial(price_message, message.value, deps.codec, deps.catalog, deps.providers, now)
+                )
                 if isinstance(outcome, DeadLetter):
                     deps.metrics.events_dead_lettered.labels(outcome.kind).inc()
                     logger.warning(
@@ -69,15 +75,28 @@ def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgen
                 deps.metrics.events_priced.labels(outcome.pricing_status.value).inc()
                 if outcome.pricing_status is PricingStatus.PRICED and outcome.cost is not None:
                     deps.metrics.cost_usd.labels(outcome.event.provider).inc(float(outcome.cost.total_cost))
-                pending.append(
-                    await topics.priced.send(
-                        key=outcome.event.organization_id.encode(), value=deps.codec.encode_priced(outcome)
-                    )
-                )
+                value = await _until_available(partial(deps.codec.encode_priced, outcome))
+                pending.append(await topics.priced.send(key=outcome.event.organization_id.encode(), value=value))
             await asyncio.gather(*pending)
             yield None
 
     return price
+
+
+async def _until_available(step: Callable[[], T], max_delay_s: float = 30.0) -> T:
+    """Run ``step``, waiting out an unavailable dependency (the Schema Registry) with backoff.
+
+    The partition stalls meanwhile instead of dead-lettering good events: an outage is not
+    a property of the message.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return step()
+        except UnavailableError as exc:
+            logger.error("pricing paused, retrying in %.1fs: %s", delay, exc.message)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
 
 
 def _headers(raw: Any) -> list[tuple[str, bytes]]:

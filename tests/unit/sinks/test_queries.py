@@ -1,0 +1,266 @@
+"""Golden SQL of the cost query builders (sinks/queries.py) and the filter parameters."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from schemas.query import AggregateParams, CostFilterParams, PageParams
+from sinks.queries import Query, aggregate_query, breakdown_query, count_query, list_query, where_clause
+
+TABLE = "costops.usage_costs"
+RECORD_COLUMNS = (
+    "event_id AS id, timestamp, provider, model, organization_id, project_id, user_id, prompt_tokens, "
+    "completion_tokens, total_tokens, cached_tokens, reasoning_tokens, pricing_status, input_cost, cached_cost, "
+    "output_cost, reasoning_cost, total_cost, currency, price_source, unpriced_reason"
+)
+TOTALS = (
+    "sum(total_cost) AS total_cost, count() AS request_count, "
+    "countIf(pricing_status = 'unpriced') AS unpriced_requests, sum(total_tokens) AS total_tokens, "
+    "sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens"
+)
+
+
+def filters(**values: Any) -> CostFilterParams:
+    """Query parameters as the API receives them: strings, validated by the model."""
+    return CostFilterParams.model_validate(values)
+
+
+JAN_1 = datetime(2025, 1, 1, tzinfo=UTC)
+FEB_1 = datetime(2025, 2, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def january() -> CostFilterParams:
+    return filters(organization_id="org-1", provider="openai", start_date="2025-01-01", end_date="2025-01-31")
+
+
+def test_where_clause_empty() -> None:
+    assert where_clause(filters()) == ("", {})
+
+
+def test_where_clause_all_filters() -> None:
+    params = filters(
+        organization_id="org-1",
+        project_id="proj-1",
+        provider="openai",
+        model="gpt-4o",
+        start_date="2025-01-01",
+        end_date="2025-01-31",
+    )
+    sql, bound = where_clause(params)
+    assert sql == (
+        " WHERE organization_id = {organization_id:String} AND project_id = {project_id:String}"
+        " AND provider = {provider:String} AND model = {model:String}"
+        " AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}"
+    )
+    assert bound == {
+        "organization_id": "org-1",
+        "project_id": "proj-1",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "start": JAN_1,
+        "end": FEB_1,
+    }
+
+
+def test_where_clause_values_are_bound_not_spliced() -> None:
+    hostile = "x' OR 1=1 --"
+    sql, params = where_clause(filters(organization_id=hostile))
+    assert hostile not in sql
+    assert sql == " WHERE organization_id = {organization_id:String}"
+    assert params == {"organization_id": hostile}
+
+
+def test_where_clause_only_end() -> None:
+    assert where_clause(filters(end_date="2025-01-15T12:30:00Z")) == (
+        " WHERE timestamp < {end:DateTime64(3, 'UTC')}",
+        {"end": datetime(2025, 1, 15, 12, 30, tzinfo=UTC)},
+    )
+
+
+def test_list_query(january: CostFilterParams) -> None:
+    query = list_query(TABLE, january, PageParams(page=3, per_page=50))
+    assert query == Query(
+        f"SELECT {RECORD_COLUMNS} FROM {TABLE} FINAL WHERE organization_id = {{organization_id:String}}"
+        " AND provider = {provider:String} AND timestamp >= {start:DateTime64(3, 'UTC')}"
+        " AND timestamp < {end:DateTime64(3, 'UTC')} ORDER BY timestamp DESC, organization_id, event_id"
+        " LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
+        {
+            "organization_id": "org-1",
+            "provider": "openai",
+            "start": JAN_1,
+            "end": FEB_1,
+            "limit": 51,
+            "offset": 100,
+        },
+    )
+
+
+def test_list_query_first_page_without_filters() -> None:
+    query = list_query(TABLE, filters(), PageParams())
+    assert query.sql == (
+        f"SELECT {RECORD_COLUMNS} FROM {TABLE} FINAL ORDER BY timestamp DESC, organization_id, event_id"
+        " LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
+    )
+    assert query.parameters == {"limit": 101, "offset": 0}
+
+
+def test_count_query(january: CostFilterParams) -> None:
+    assert count_query(TABLE, filters()) == Query(f"SELECT count() FROM {TABLE} FINAL", {})
+    query = count_query(TABLE, january)
+    assert query.sql == (
+        f"SELECT count() FROM {TABLE} FINAL WHERE organization_id = {{organization_id:String}}"
+        " AND provider = {provider:String} AND timestamp >= {start:DateTime64(3, 'UTC')}"
+        " AND timestamp < {end:DateTime64(3, 'UTC')}"
+    )
+    assert query.parameters == {"organization_id": "org-1", "provider": "openai", "start": JAN_1, "end": FEB_1}
+
+
+def test_aggregate_query_no_group() -> None:
+    assert aggregate_query(TABLE, filters(), AggregateParams()) == Query(f"SELECT {TOTALS} FROM {TABLE} FINAL", {})
+
+
+def test_aggregate_query_group_by_provider_and_model() -> None:
+    query = aggregate_query(TABLE, filters(organization_id="org-1"), AggregateParams(group_by=("provider", "model")))
+    assert query == Query(
+        f"SELECT provider, model, {TOTALS} FROM {TABLE} FINAL WHERE organization_id = {{organization_id:String}}"
+        " GROUP BY provider, model ORDER BY provider, model",
+        {"organization_id": "org-1"},
+    )
+
+
+def test_aggregate_query_granularity_day() -> None:
+    query = aggregate_query(TABLE, filters(), AggregateParams(granularity="day"))
+    assert query == Query(
+        f"SELECT toStartOfDay(timestamp) AS period_start, {TOTALS} FROM {TABLE} FINAL"
+        " GROUP BY period_start ORDER BY period_start",
+        {},
+    )
+
+
+def test_aggregate_query_granularity_hour_and_group() -> None:
+    query = aggregate_query(TABLE, filters(), AggregateParams(group_by=("project_id",), granularity="hour"))
+    assert query.sql == (
+        f"SELECT toStartOfHour(timestamp) AS period_start, project_id, {TOTALS} FROM {TABLE} FINAL"
+        " GROUP BY period_start, project_id ORDER BY period_start, project_id"
+    )
+
+
+def test_aggregate_params_whitelist() -> None:
+    with pytest.raises(ValidationError):
+        AggregateParams(group_by=("provider; DROP TABLE x",))  # type: ignore[arg-type]
+    with pytest.raises(ValidationError):
+        AggregateParams(granularity="week")  # type: ignore[arg-type]
+
+
+def test_breakdown_query(january: CostFilterParams) -> None:
+    query = breakdown_query(TABLE, january, "model")
+    assert query == Query(
+        f"SELECT model, sum(total_cost) AS cost, count() AS requests FROM {TABLE} FINAL"
+        " WHERE organization_id = {organization_id:String} AND provider = {provider:String}"
+        " AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}"
+        " GROUP BY model ORDER BY cost DESC, model",
+        {"organization_id": "org-1", "provider": "openai", "start": JAN_1, "end": FEB_1},
+    )
+
+
+def test_breakdown_query_by_provider_without_filters() -> None:
+    assert breakdown_query(TABLE, filters(), "provider") == Query(
+        f"SELECT provider, sum(total_cost) AS cost, count() AS requests FROM {TABLE} FINAL"
+        " GROUP BY provider ORDER BY cost DESC, provider",
+        {},
+    )
+
+
+@pytest.mark.parametrize("column", ["timestamp", "total_cost", "model; DROP TABLE usage_costs", ""])
+def test_breakdown_query_rejects_unlisted_column(column: str) -> None:
+    with pytest.raises(ValueError, match="cannot break down by"):
+        breakdown_query(TABLE, filters(), column)
+
+
+# --- CostFilterParams -----------------------------------------------------------------------
+
+
+def test_bare_end_date_includes_whole_day() -> None:
+    params = filters(start_date="2025-01-31", end_date="2025-01-31")
+    assert params.start_date == date(2025, 1, 31)
+    assert params.end_date == date(2025, 1, 31)
+    assert params.start == datetime(2025, 1, 31, tzinfo=UTC)
+    assert params.end == datetime(2025, 2, 1, tzinfo=UTC)
+
+
+def test_timestamp_with_z_parses() -> None:
+    params = filters(start_date="2025-01-15T10:00:00Z", end_date="2025-01-15T11:30:00.500Z")
+    assert params.start_date == datetime(2025, 1, 15, 10, tzinfo=UTC)
+    assert params.start == datetime(2025, 1, 15, 10, tzinfo=UTC)
+    # A timestamp end is exclusive as given: no whole-day widening.
+    assert params.end == datetime(2025, 1, 15, 11, 30, 0, 500000, tzinfo=UTC)
+
+
+def test_timestamp_with_offset_kept() -> None:
+    params = filters(start_date="2025-01-15T10:00:00+02:00")
+    assert params.start == datetime(2025, 1, 15, 8, tzinfo=UTC)
+    assert params.start is not None
+    assert params.start.utcoffset() == timedelta(hours=2)
+    assert params.start.tzinfo == timezone(timedelta(hours=2))
+
+
+def test_naive_timestamp_taken_as_utc() -> None:
+    assert filters(start_date="2025-01-15T10:00:00").start == datetime(2025, 1, 15, 10, tzinfo=UTC)
+
+
+def test_no_dates() -> None:
+    params = filters()
+    assert params.start is None
+    assert params.end is None
+
+
+@pytest.mark.parametrize("field", ["start_date", "end_date"])
+@pytest.mark.parametrize("value", ["2025-13-01", "garbage", "31/01/2025", "2025-01-15T25:00:00Z"])
+def test_bad_date_string_readable_error(field: str, value: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        filters(**{field: value})
+    errors = info.value.errors()
+    assert len(errors) == 1
+    assert errors[0]["loc"] == (field,)
+    assert "must be in ISO 8601 format (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)" in errors[0]["msg"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2025-01-31", "2025-01-01"),
+        ("2025-01-15T10:00:00Z", "2025-01-15T10:00:00Z"),
+        ("2025-01-15T10:00:00Z", "2025-01-15T09:59:59Z"),
+        ("2025-01-02", "2025-01-01T12:00:00Z"),
+    ],
+)
+def test_end_before_start_rejected(start: str, end: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        filters(start_date=start, end_date=end)
+    errors = info.value.errors()
+    assert [e["loc"] for e in errors] == [("end_date",)]
+    assert "must be after start_date" in errors[0]["msg"]
+
+
+def test_end_just_after_start_accepted() -> None:
+    params = filters(start_date="2025-01-15T10:00:00Z", end_date="2025-01-15T10:00:00.001Z")
+    assert params.end is not None
+    assert params.start is not None
+    assert params.end - params.start == timedelta(milliseconds=1)
+
+
+def test_unknown_filter_rejected() -> None:
+    with pytest.raises(ValidationError):
+        filters(team="x")
+
+
+def test_page_params_bounds() -> None:
+    with pytest.raises(ValidationError):
+        PageParams(page=0)
+    with pytest.raises(ValidationError):
+        PageParams(per_page=0)
