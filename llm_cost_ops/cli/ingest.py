@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from llm_cost_ops.cli.client import ApiClient
 from llm_cost_ops.cli.console import err
+from llm_cost_ops.errors import UnavailableError
 from schemas.errors import EventValidationError
 from schemas.provider import allowed_providers
 from schemas.usage import UsageEvent
@@ -94,10 +96,25 @@ def ingest(path: str, client: ApiClient | None, custom_providers: tuple[str, ...
     return report
 
 
-def _send(client: ApiClient | None, pending: list[dict[str, Any]], dry_run: bool) -> int:
+def _send(client: ApiClient | None, pending: list[dict[str, Any]], dry_run: bool, attempts: int = 6) -> int:
+    """Send one batch; a 503 (broker briefly unavailable) is retried as the API's Retry-After says.
+
+    A batch is accepted whole or not at all (the API answers 202 only once Kafka has every
+    record), so retrying it cannot count a record twice: ids are kept, and the pipeline
+    deduplicates by id anyway.
+    """
     batch = list(pending)
     pending.clear()
     if dry_run or client is None:
         return 0
-    answer = client.post("/api/v1/usage/batch", {"records": batch})
-    return int(answer["accepted"])
+    for attempt in range(1, attempts + 1):
+        try:
+            answer = client.post("/api/v1/usage/batch", {"records": batch})
+            return int(answer["accepted"])
+        except UnavailableError as exc:
+            if attempt == attempts:
+                raise
+            wait = min(max(exc.retry_after, 1.0), 30.0)
+            err(f"API unavailable ({exc.message}); retrying in {wait:.0f}s")
+            time.sleep(wait)
+    raise AssertionError("unreachable")

@@ -42,6 +42,7 @@ class Pipeline:
     api: httpx.Client
     settings: Settings
     logs: Path
+    worker_url: str
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
                 priced_topic=f"priced-{tag}", dlq_topic=f"dlq-{tag}", partitions=4, idempotent_producer=False,
             ),
         )  # fmt: skip
-        yield Pipeline(client, settings, root)
+        yield Pipeline(client, settings, root, f"http://127.0.0.1:{worker_port}")
     finally:
         client.close()
         for process in reversed(processes):
@@ -300,6 +301,16 @@ def test_422_names_each_bad_field(pipeline: Pipeline, usage_record: Callable[...
     bad_query = pipeline.api.get("/api/v1/costs/aggregate", params={"group_by": "colour", "start_date": "yesterday"})
     assert bad_query.status_code == 422
     assert set(bad_query.json()["error"]["field_errors"]) == {"start_date", "group_by[0]"}
+
+
+def test_worker_serves_health_and_metrics(pipeline: Pipeline, usage_record: Callable[..., dict[str, Any]]) -> None:
+    org = f"org-metrics-{uuid.uuid4().hex[:6]}"
+    assert pipeline.api.post("/api/v1/usage", json=usage_record(organization_id=org)).status_code == 202
+    _wait_for_requests(pipeline.api, org, 1)
+    assert httpx.get(f"{pipeline.worker_url}/health").json() == {"status": "healthy"}
+    metrics = httpx.get(f"{pipeline.worker_url}/metrics").text
+    priced = [line for line in metrics.splitlines() if line.startswith('costops_events_priced_total{status="priced"}')]
+    assert priced and float(priced[0].split()[-1]) >= 1
 
 
 def test_system_endpoints(pipeline: Pipeline) -> None:
