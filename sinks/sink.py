@@ -5,8 +5,9 @@ Each cycle:
 1. collect records until ``batch_size`` rows or ``flush_seconds`` have passed;
 2. decode them (an undecodable record goes to the DLQ with its reason, never dropped);
 3. dedupe the batch by (organization_id, event_id);
-4. insert, retrying with exponential backoff for as long as ClickHouse fails: consumption
-   pauses meanwhile, so memory stays bounded by one batch and nothing is dropped;
+4. insert, retrying with exponential backoff for as long as ClickHouse fails, whatever the
+   error (an outage, or a table a bad migration broke): consumption pauses meanwhile, so memory
+   stays bounded by one batch, nothing is dropped, and ``healthy`` (hence ``/ready``) is false;
 5. only then commit the offsets of the batch.
 
 A crash between 4 and 5 replays the batch; the replayed rows collapse with the written ones
@@ -31,7 +32,7 @@ from llm_cost_ops.settings import Settings
 from schemas.dlq import DeadLetter
 from schemas.errors import DecodeError
 from schemas.serde import AvroSerde
-from sinks.errors import StoreUnavailableError
+from sinks.errors import QueryError, StoreUnavailableError
 from sinks.rows import USAGE_COSTS_COLUMNS, dedupe_rows, usage_cost_row
 from sinks.store import ClickHouseStore
 
@@ -67,6 +68,8 @@ class UsageSink:
         self._metrics = metrics
         self.rows_written = 0
         self.ready = asyncio.Event()
+        self.healthy = True
+        """False while inserts fail; the API's /ready reports it."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set. Offsets of an unwritten batch are never committed."""
@@ -128,7 +131,8 @@ class UsageSink:
             started = time.perf_counter()
             try:
                 await asyncio.to_thread(self._store.insert, "usage_costs", rows, USAGE_COSTS_COLUMNS)
-            except StoreUnavailableError as exc:
+            except (StoreUnavailableError, QueryError) as exc:
+                self.healthy = False
                 self._metrics.sink_failures.inc()
                 logger.error(
                     "insert failed, retrying in %.1fs: %s", delay, exc,
@@ -140,6 +144,7 @@ class UsageSink:
                 except TimeoutError:
                     delay = min(delay * 2, self._settings.sink.retry_max_seconds)
                     continue
+            self.healthy = True
             self._metrics.sink_flush_seconds.observe(time.perf_counter() - started)
             self._metrics.sink_rows.labels("usage_costs").inc(len(rows))
             self.rows_written += len(rows)

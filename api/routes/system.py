@@ -27,8 +27,9 @@ async def ready(context: ContextDep) -> JSONResponse:
         checks["kafka"] = await context.producer.reachable()
     if context.role in ("sink", "all"):
         task = context.sink_task
+        sink = context.sink
         checks["sink"] = (
-            context.sink is not None and context.sink.ready.is_set() and task is not None and not task.done()
+            sink is not None and sink.ready.is_set() and sink.healthy and task is not None and not task.done()
         )
     ok = all(checks.values())
     return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)
