@@ -4,17 +4,15 @@ answers 503 with Retry-After, and says so on /ready."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from llm_cost_ops.broker import EmbeddedBroker, free_port
+
+from processes import cost_ops_processes, wait_ok
 
 
 def test_broker_outage_gives_503_with_retry_after(tmp_path: Path, usage_record: Callable[..., dict[str, Any]]) -> None:
@@ -28,37 +26,20 @@ def test_broker_outage_gives_503_with_retry_after(tmp_path: Path, usage_record: 
         "COSTOPS_DATA_DIR": str(tmp_path / "data"),
         "API_PORT": str(port),
     }
-    log = (tmp_path / "api.log").open("wb")
-    api = subprocess.Popen(
-        [sys.executable, "-m", "llm_cost_ops.cli.main", "api", "--role", "api"], env=env, stdout=log,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if api.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"api did not start: {(tmp_path / 'api.log').read_text()}")
-            try:
-                if client.get("/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
-        assert client.post("/api/v1/usage", json=usage_record()).status_code == 202
+        with (
+            cost_ops_processes({"api": ["api", "--role", "api"]}, env, tmp_path),
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client,
+        ):
+            wait_ok(client, "/ready", tmp_path, timeout_s=60)
+            assert client.post("/api/v1/usage", json=usage_record()).status_code == 202
 
-        broker.stop()
-        answer = client.post("/api/v1/usage", json=usage_record())
-        assert answer.status_code == 503
-        assert int(answer.headers["Retry-After"]) >= 1
-        assert answer.json()["error"]["code"] == "BROKER_UNAVAILABLE"
-        ready = client.get("/ready")
-        assert ready.status_code == 503 and ready.json()["checks"]["kafka"] is False
+            broker.stop()
+            answer = client.post("/api/v1/usage", json=usage_record())
+            assert answer.status_code == 503
+            assert int(answer.headers["Retry-After"]) >= 1
+            assert answer.json()["error"]["code"] == "BROKER_UNAVAILABLE"
+            ready = client.get("/ready")
+            assert ready.status_code == 503 and ready.json()["checks"]["kafka"] is False
     finally:
-        client.close()
-        api.terminate()
-        try:
-            api.wait(30)
-        except subprocess.TimeoutExpired:
-            api.kill()
-        log.close()
         broker.stop()

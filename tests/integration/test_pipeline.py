@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +26,8 @@ from llm_cost_ops.settings import KafkaSettings, Settings
 from llm_cost_ops.wire import build_codec
 from schemas.priced import COST_PLACES
 from schemas.usage import UsageEvent
+
+from processes import cost_ops_processes, wait_ok
 
 SEED_RECORDS: list[dict[str, Any]] = json.loads((Path(__file__).parents[2] / "examples" / "usage.json").read_text())
 MODELS = [
@@ -67,52 +67,20 @@ def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
         "API_PORT": str(api_port),
         "LOG_LEVEL": "info",
     }
-    processes = []
-    logs = []
-    for name, args in (("api", ["api", "--role", "all"]), ("worker", ["worker"])):
-        log = (root / f"{name}.log").open("wb")
-        logs.append(log)
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "llm_cost_ops.cli.main", *args], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-        )
-    client = httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30)
-    try:
-        _wait_ready(client, "/ready", processes, root)
-        settings = Settings(
-            kafka=KafkaSettings(
-                bootstrap_servers=broker.bootstrap_servers, usage_topic=f"usage-{tag}",
-                priced_topic=f"priced-{tag}", dlq_topic=f"dlq-{tag}", partitions=4, idempotent_producer=False,
-            ),
-        )  # fmt: skip
+    settings = Settings(
+        kafka=KafkaSettings(
+            bootstrap_servers=broker.bootstrap_servers, usage_topic=f"usage-{tag}",
+            priced_topic=f"priced-{tag}", dlq_topic=f"dlq-{tag}", partitions=4, idempotent_producer=False,
+        ),
+    )  # fmt: skip
+    commands = {"api": ["api", "--role", "all"], "worker": ["worker"]}
+    with (
+        cost_ops_processes(commands, env, root),
+        httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client,
+    ):
+        wait_ok(client, "/ready", root)
+        wait_ok(client, f"http://127.0.0.1:{worker_port}/health", root)
         yield Pipeline(client, settings, root, f"http://127.0.0.1:{worker_port}")
-    finally:
-        client.close()
-        for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs:
-            log.close()
-
-
-def _wait_ready(client: httpx.Client, path: str, processes: list[subprocess.Popen[bytes]], logs: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        for process in processes:
-            if process.poll() is not None:
-                pytest.fail(f"pipeline process exited with {process.returncode}; logs in {logs}")
-        try:
-            if client.get(path).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"pipeline not ready after 90 s; logs in {logs}")
 
 
 def _wait_for_requests(client: httpx.Client, organization: str, count: int, timeout_s: float = 120) -> dict[str, Any]:

@@ -1,19 +1,23 @@
-"""The sink on a real broker and a real ClickHouse engine."""
+"""The sink on a real broker and a real ClickHouse engine: batches with duplicates and garbage,
+commits, and faults (inserts that fail, a restart while failing, a crash between the write and
+the offset commit). Every event lands exactly once."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from llm_cost_ops.kafka import ensure_topics
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.settings import Settings
 from llm_cost_ops.wire import build_codec
+from schemas.priced import PricedUsage
 from schemas.query import CostFilterParams
 from schemas.usage import UsageEvent
 from sinks.queries import CostQueries
@@ -22,39 +26,126 @@ from sinks.store import ClickHouseStore
 from streams.pricing import PriceCatalog, price_event
 
 
-async def _run_sink_until(sink: UsageSink, predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
+class CrashAfterWrite(UsageSink):
+    """Dies after its first successful insert, before committing: the window a real crash hits."""
+
+    async def _commit(self, consumer: object, offsets: dict[TopicPartition, int]) -> None:
+        raise RuntimeError("crash between the write and the commit")
+
+
+async def publish(settings: Settings, priced: list[PricedUsage], raw: Sequence[bytes] = ()) -> None:
+    """Publish priced records (and raw byte strings) to the priced topic."""
+    codec = build_codec(settings)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
+    await producer.start()
+    for p in priced:
+        await producer.send(settings.kafka.priced_topic, codec.encode_priced(p), key=p.event.organization_id.encode())
+    for value in raw:
+        await producer.send(settings.kafka.priced_topic, value, key=b"raw")
+    await producer.flush()
+    await producer.stop()
+
+
+async def run_until(sink: UsageSink, predicate: Callable[[], bool], timeout_s: float = 60) -> BaseException | None:
     stop = asyncio.Event()
     task = asyncio.create_task(sink.run(stop))
     deadline = time.monotonic() + timeout_s
-    while not predicate() and time.monotonic() < deadline and not task.done():
-        await asyncio.sleep(0.1)
+    while not predicate() and not task.done():
+        if time.monotonic() > deadline:
+            stop.set()
+            await asyncio.gather(task, return_exceptions=True)
+            pytest.fail("the sink did not reach the expected state in time")
+        await asyncio.sleep(0.05)
     stop.set()
-    await task
+    (result,) = await asyncio.gather(task, return_exceptions=True)
+    return result if isinstance(result, BaseException) else None
+
+
+def priced_events(factory: Callable[..., UsageEvent], org: str, n: int) -> list[PricedUsage]:
+    catalog = PriceCatalog()
+    return [price_event(factory(organization_id=org), catalog, datetime.now(UTC)) for _ in range(n)]
+
+
+def total(priced: list[PricedUsage]) -> Decimal:
+    return sum((p.cost.total_cost for p in priced if p.cost), Decimal(0))
+
+
+def test_failed_inserts_then_restart_land_every_event_once(
+    kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
+) -> None:
+    settings = kafka_settings()
+    serde = build_codec(settings).serde
+    first = priced_events(usage_event, "org-fault", 200)
+    second = priced_events(usage_event, "org-fault", 100)
+    table, away = store.table("usage_costs"), store.table("usage_costs_away")
+    count = lambda: CostQueries(store).summary(CostFilterParams(organization_id="org-fault")).total_requests  # noqa: E731
+
+    async def scenario() -> None:
+        await ensure_topics(settings)
+        await publish(settings, first)
+        store.query(f"RENAME TABLE {table} TO {away}")  # every insert now fails
+        metrics = PipelineMetrics()
+        failing = UsageSink(settings, store, serde, metrics)
+        assert (
+            await run_until(
+                failing, lambda: (metrics.registry.get_sample_value("costops_sink_flush_failures_total") or 0) >= 3
+            )
+            is None
+        )
+        assert not failing.healthy and failing.rows_written == 0
+        store.query(f"RENAME TABLE {away} TO {table}")  # ClickHouse is back
+        # The producer retried some events too: 50 of the first batch arrive again.
+        await publish(settings, second + first[:50])
+        restarted = UsageSink(settings, store, serde, PipelineMetrics())
+        assert await run_until(restarted, lambda: count() >= 300) is None
+        assert restarted.healthy
+
+    asyncio.run(scenario())
+    time.sleep(0.5)
+    summary = CostQueries(store).summary(CostFilterParams(organization_id="org-fault"))
+    assert summary.total_requests == 300
+    assert summary.total_cost == total(first + second)
+
+
+def test_crash_between_write_and_commit_replays_without_double_counting(
+    kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
+) -> None:
+    settings = kafka_settings()
+    serde = build_codec(settings).serde
+    priced = priced_events(usage_event, "org-crash", 150)
+
+    async def scenario() -> None:
+        await ensure_topics(settings)
+        await publish(settings, priced)
+        crashing = CrashAfterWrite(settings, store, serde, PipelineMetrics())
+        error = await run_until(crashing, lambda: False)
+        assert isinstance(error, RuntimeError) and crashing.rows_written > 0
+        # Nothing was committed: the next sink replays what the first one had already written.
+        replay = UsageSink(settings, store, serde, PipelineMetrics())
+        assert await run_until(replay, lambda: replay.rows_written >= 150) is None
+
+    asyncio.run(scenario())
+    raw = store.query(f"SELECT count() FROM {store.table('usage_costs')} WHERE organization_id = 'org-crash'")[0][0]
+    summary = CostQueries(store).summary(CostFilterParams(organization_id="org-crash"))
+    assert raw >= 150  # copies on disk until a merge ...
+    assert summary.total_requests == 150  # ... counted once
+    assert summary.total_cost == total(priced)
 
 
 def test_sink_writes_each_event_once_and_dead_letters_garbage(
-    kafka_settings: Callable[..., Settings],
-    store: ClickHouseStore,
-    usage_event: Callable[..., UsageEvent],
+    kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
 ) -> None:
     settings = kafka_settings()
-    codec = build_codec(settings)
-    catalog = PriceCatalog()
-    events = [usage_event(organization_id="org-sink") for _ in range(300)]
-    priced = [price_event(e, catalog, datetime.now(UTC)) for e in events]
-    expected = sum((p.cost.total_cost for p in priced if p.cost), Decimal(0))
+    serde = build_codec(settings).serde
+    priced = priced_events(usage_event, "org-sink", 300)
+    garbage = b"\x00\x00\x00\x00\x02garbage"
 
     async def scenario() -> list[tuple[bytes, dict[str, bytes]]]:
         await ensure_topics(settings)
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
-        await producer.start()
         # Every record twice (a replayed batch), and one record no decoder can read.
-        for p in priced + priced[:100]:
-            await producer.send(settings.kafka.priced_topic, codec.encode_priced(p), key=b"org-sink")
-        await producer.send_and_wait(settings.kafka.priced_topic, b"\x00\x00\x00\x00\x02garbage", key=b"org-sink")
-        await producer.stop()
-        sink = UsageSink(settings, store, codec.serde, PipelineMetrics())
-        await _run_sink_until(sink, lambda: sink.rows_written >= 300)
+        await publish(settings, priced + priced[:100], raw=[garbage])
+        sink = UsageSink(settings, store, serde, PipelineMetrics())
+        assert await run_until(sink, lambda: sink.rows_written >= 300) is None
         consumer = AIOKafkaConsumer(
             settings.kafka.dlq_topic, bootstrap_servers=settings.kafka.bootstrap_servers,
             auto_offset_reset="earliest", group_id="dlq-reader",
@@ -67,45 +158,33 @@ def test_sink_writes_each_event_once_and_dead_letters_garbage(
     dead = asyncio.run(scenario())
     summary = CostQueries(store).summary(CostFilterParams(organization_id="org-sink"))
     assert summary.total_requests == 300
-    assert summary.total_cost == expected
+    assert summary.total_cost == total(priced)
     assert len(dead) == 1
     value, headers = dead[0]
-    assert value == b"\x00\x00\x00\x00\x02garbage"
+    assert value == garbage
     assert headers["x-dlq-kind"] == b"SINK_DECODE_ERROR"
     assert b"Avro body" in headers["x-dlq-reason"]
 
 
 def test_sink_commits_only_what_it_wrote(
-    kafka_settings: Callable[..., Settings],
-    store: ClickHouseStore,
-    usage_event: Callable[..., UsageEvent],
+    kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
 ) -> None:
     """A second sink in the same group starts after the first one's last commit: nothing is
     written twice and nothing is skipped."""
     settings = kafka_settings()
-    codec = build_codec(settings)
-    catalog = PriceCatalog()
-    first = [price_event(usage_event(organization_id="org-commit"), catalog, datetime.now(UTC)) for _ in range(50)]
-    second = [price_event(usage_event(organization_id="org-commit"), catalog, datetime.now(UTC)) for _ in range(70)]
-
-    async def publish(batch: list) -> None:  # type: ignore[type-arg]
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
-        await producer.start()
-        for p in batch:
-            await producer.send(settings.kafka.priced_topic, codec.encode_priced(p), key=b"org-commit")
-        await producer.flush()
-        await producer.stop()
+    serde = build_codec(settings).serde
+    first = priced_events(usage_event, "org-commit", 50)
+    second = priced_events(usage_event, "org-commit", 70)
 
     async def scenario() -> tuple[int, int]:
         await ensure_topics(settings)
-        await publish(first)
-        sink1 = UsageSink(settings, store, codec.serde, PipelineMetrics())
-        await _run_sink_until(sink1, lambda: sink1.rows_written >= 50)
-        await publish(second)
-        sink2 = UsageSink(settings, store, codec.serde, PipelineMetrics())
-        await _run_sink_until(sink2, lambda: sink2.rows_written >= 70)
+        await publish(settings, first)
+        sink1 = UsageSink(settings, store, serde, PipelineMetrics())
+        assert await run_until(sink1, lambda: sink1.rows_written >= 50) is None
+        await publish(settings, second)
+        sink2 = UsageSink(settings, store, serde, PipelineMetrics())
+        assert await run_until(sink2, lambda: sink2.rows_written >= 70) is None
         return sink1.rows_written, sink2.rows_written
 
-    written = asyncio.run(scenario())
-    assert written == (50, 70)
+    assert asyncio.run(scenario()) == (50, 70)
     assert CostQueries(store).summary(CostFilterParams(organization_id="org-commit")).total_requests == 120

@@ -1,0 +1,57 @@
+"""Running the pipeline's real processes from tests: spawn, wait until ready, stop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+@contextmanager
+def cost_ops_processes(commands: dict[str, list[str]], env: dict[str, str], logs: Path) -> Iterator[None]:
+    """Run ``cost-ops <args>`` for each named command, logging to ``logs/<name>.log``; stop them
+    (SIGTERM, then SIGKILL after 30 s) in reverse order on exit."""
+    processes: list[subprocess.Popen[bytes]] = []
+    handles = []
+    try:
+        for name, args in commands.items():
+            handle = (logs / f"{name}.log").open("wb")
+            handles.append(handle)
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "llm_cost_ops.cli.main", *args],
+                    env=env,
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        yield
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for handle in handles:
+            handle.close()
+
+
+def wait_ok(client: httpx.Client, path: str, logs: Path, timeout_s: float = 90) -> None:
+    """Poll ``path`` until it answers 200; fail with the logs' location otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if client.get(path).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"{path} not ready after {timeout_s:.0f} s; logs in {logs}")
