@@ -106,6 +106,12 @@ class CostRecord(BaseModel):
     price_source: str | None
     unpriced_reason: str | None
 
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # Storage is UTC; a driver that hands back naive values means UTC.
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
 
 class CostPage(BaseModel):
     data: list[CostRecord]

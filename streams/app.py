@@ -57,12 +57,20 @@ def _register_pages(app: faust.App, metrics: PipelineMetrics) -> None:
         async def get(self, request: Request) -> Response:
             return self.json({"status": "healthy"})
 
+    @app.page("/ready")
+    class Ready(View):
+        async def get(self, request: Request) -> Response:
+            # Consuming: the group is joined and this worker owns partitions.
+            assigned = len(app.consumer.assignment()) if not app.rebalancing else 0
+            status = 200 if assigned else 503
+            return self.json({"status": "ready" if assigned else "not_ready", "partitions": assigned}, status=status)
+
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             return self.bytes(metrics.render(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    _ = (Health, Metrics)
+    _ = (Health, Ready, Metrics)
 
 
 def run_worker(settings: Settings, loglevel: str = "info") -> Any:

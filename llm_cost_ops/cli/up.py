@@ -111,8 +111,8 @@ class Supervisor:
         out("[3/3 worker] starting the Faust pricing worker...")
         self._spawn("worker", ["worker"], {**env, "WORKER__WEB_PORT": str(worker_port)})
         worker_url = f"http://127.0.0.1:{worker_port}"
-        self._wait_http(f"{worker_url}/health", "worker", timeout_s=90)
-        out(f"[3/3 worker] running (metrics at {worker_url}/metrics)")
+        self._wait_http(f"{worker_url}/ready", "worker", timeout_s=90)
+        out(f"[3/3 worker] consuming (metrics at {worker_url}/metrics)")
 
         Runtime(
             pid=os.getpid(),

@@ -79,7 +79,7 @@ def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
         httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client,
     ):
         wait_ok(client, "/ready", root)
-        wait_ok(client, f"http://127.0.0.1:{worker_port}/health", root)
+        wait_ok(client, f"http://127.0.0.1:{worker_port}/ready", root)
         yield Pipeline(client, settings, root, f"http://127.0.0.1:{worker_port}")
 
 
@@ -156,6 +156,7 @@ def test_events_are_priced_exactly_end_to_end(pipeline: Pipeline, usage_record: 
     costs = {r["id"]: r for r in pipeline.api.get(
         "/api/v1/costs", params={"organization_id": org, "model": "gpt-4", "per_page": 10}).json()["data"]}  # fmt: skip
     assert Decimal(costs[seeds[0]["id"]]["total_cost"]) == Decimal("0.0600000000")
+    assert costs[seeds[0]["id"]]["timestamp"] == "2025-01-15T10:00:00Z"
     turbo = pipeline.api.get("/api/v1/costs", params={"organization_id": org, "model": "gpt-4-turbo"}).json()
     assert [Decimal(r["total_cost"]) for r in turbo["data"]] == [Decimal("0.0390000000")]
 
