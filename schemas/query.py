@@ -8,12 +8,26 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 GroupBy = Literal["provider", "model", "organization_id", "project_id"]
 Granularity = Literal["hour", "day"]
+
+# ClickHouse DateTime64 covers 1900-01-01 to 2299-12-31.
+EARLIEST_DATE = date(1900, 1, 1)
+LATEST_DATE = date(2299, 12, 30)
+
+
+def as_utc(value: datetime) -> datetime:
+    """Naive values are UTC (the storage zone); aware ones are converted, not relabelled."""
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
+"""A Decimal serialized as a plain decimal string ("0.0000004500", never "4.5E-7")."""
 
 
 def _instant(value: date | datetime, end: bool) -> datetime:
@@ -43,11 +57,15 @@ class CostFilterParams(BaseModel):
         if not isinstance(value, str):
             return value
         try:
-            if len(value) == 10:
-                return date.fromisoformat(value)
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed: date = (
+                date.fromisoformat(value) if len(value) == 10 else datetime.fromisoformat(value.replace("Z", "+00:00"))
+            )
         except ValueError:
             raise ValueError("must be in ISO 8601 format (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ)") from None
+        day = parsed.date() if isinstance(parsed, datetime) else parsed
+        if not EARLIEST_DATE <= day <= LATEST_DATE:
+            raise ValueError(f"must be between {EARLIEST_DATE} and {LATEST_DATE}")
+        return parsed
 
     @property
     def start(self) -> datetime | None:
@@ -85,7 +103,7 @@ class CostRecord(BaseModel):
     """One priced (or unpriced) usage event."""
 
     id: str
-    timestamp: datetime
+    timestamp: UtcDatetime
     provider: str
     model: str
     organization_id: str
@@ -97,20 +115,14 @@ class CostRecord(BaseModel):
     cached_tokens: int
     reasoning_tokens: int
     pricing_status: str
-    input_cost: Decimal | None
-    cached_cost: Decimal | None
-    output_cost: Decimal | None
-    reasoning_cost: Decimal | None
-    total_cost: Decimal | None
+    input_cost: Money | None
+    cached_cost: Money | None
+    output_cost: Money | None
+    reasoning_cost: Money | None
+    total_cost: Money | None
     currency: str
     price_source: str | None
     unpriced_reason: str | None
-
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        # Storage is UTC; a driver that hands back naive values means UTC.
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class CostPage(BaseModel):
@@ -126,8 +138,9 @@ class CostGroup(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    period_start: datetime | None = None
-    total_cost: Decimal
+    period_start: UtcDatetime | None = None
+    total_cost: Money | None
+    """Null when no request of the group could be priced."""
     request_count: int
     unpriced_requests: int
     total_tokens: int
@@ -142,9 +155,13 @@ class CostAggregate(BaseModel):
 
 
 class Breakdown(BaseModel):
+    """Cost of one provider or model. ``total_cost`` is null when none of its requests could
+    be priced (unknown is not zero)."""
+
     name: str
-    total_cost: Decimal
+    total_cost: Money | None
     requests: int
+    unpriced_requests: int
 
 
 class Period(BaseModel):
@@ -158,11 +175,11 @@ class CostSummary(BaseModel):
 
     period: Period
     organization_id: str | None
-    total_cost: Decimal
+    total_cost: Money
     total_requests: int
     priced_requests: int
     unpriced_requests: int
-    avg_cost_per_request: Decimal
+    avg_cost_per_request: Money
     total_tokens: int
     by_provider: list[Breakdown]
     by_model: list[Breakdown]

@@ -9,7 +9,6 @@ Values are bound server-side (``{name:Type}``); only whitelisted identifiers are
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -58,10 +57,12 @@ def where_clause(filters: CostFilterParams) -> tuple[str, dict[str, Any]]:
 
 
 def list_query(table: str, filters: CostFilterParams, page: PageParams) -> Query:
+    """One page plus the total in the same statement (``count() OVER ()``), so the two agree
+    even while the sink writes."""
     where, params = where_clause(filters)
-    params.update(limit=page.per_page + 1, offset=(page.page - 1) * page.per_page)
+    params.update(limit=page.per_page, offset=(page.page - 1) * page.per_page)
     sql = (
-        f"SELECT {_SELECT_RECORD} FROM {table} FINAL{where} "
+        f"SELECT {_SELECT_RECORD}, count() OVER () AS total FROM {table} FINAL{where} "
         "ORDER BY timestamp DESC, organization_id, event_id "
         "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
     )
@@ -91,19 +92,28 @@ def aggregate_query(table: str, filters: CostFilterParams, agg: AggregateParams)
     return Query(f"SELECT {select} FROM {table} FINAL{where}{group}", params)
 
 
-def breakdown_query(table: str, filters: CostFilterParams, column: str) -> Query:
-    if column not in _FILTER_COLUMNS:
-        raise ValueError(f"cannot break down by {column!r}")
+def summary_query(table: str, filters: CostFilterParams) -> Query:
+    """Totals, by provider and by model in one statement (one snapshot of the table).
+
+    Grouping sets fill the columns a set does not group by with ''; provider and model are
+    never empty, so ('', '') is the grand total, (p, '') a provider, ('', m) a model.
+    """
     where, params = where_clause(filters)
     sql = (
-        f"SELECT {column}, sum(total_cost) AS cost, count() AS requests FROM {table} FINAL{where} "
-        f"GROUP BY {column} ORDER BY cost DESC, {column}"
+        "SELECT provider, model, sum(total_cost) AS cost, count() AS requests, "
+        "countIf(pricing_status = 'unpriced') AS unpriced, sum(total_tokens) AS tokens "
+        f"FROM {table} FINAL{where} "
+        "GROUP BY GROUPING SETS ((), (provider), (model)) ORDER BY cost DESC, provider, model"
     )
     return Query(sql, params)
 
 
 def _money(value: Decimal | None) -> Decimal:
     return (value if value is not None else Decimal(0)).quantize(COST_PLACES)
+
+
+def _money_or_none(value: Decimal | None) -> Decimal | None:
+    return value.quantize(COST_PLACES) if value is not None else None
 
 
 class CostQueries:
@@ -122,14 +132,16 @@ class CostQueries:
 
     def list_costs(self, filters: CostFilterParams, page: PageParams) -> CostPage:
         rows = self._run(list_query(self._table, filters, page))
-        total = self._run(count_query(self._table, filters))[0][0]
-        records = [CostRecord(**dict(zip(_RECORD_COLUMNS, row, strict=True))) for row in rows[: page.per_page]]
+        # Past the last page there is no row to carry the total: count it separately.
+        total = rows[0][-1] if rows else self._run(count_query(self._table, filters))[0][0]
+        records = [CostRecord(**dict(zip(_RECORD_COLUMNS, row[:-1], strict=True))) for row in rows]
+        offset = (page.page - 1) * page.per_page
         return CostPage(
             data=records,
             page=page.page,
             per_page=page.per_page,
             total=total,
-            has_more=len(rows) > page.per_page,
+            has_more=offset + len(rows) < total,
         )
 
     def aggregate(self, filters: CostFilterParams, agg: AggregateParams) -> CostAggregate:
@@ -138,14 +150,11 @@ class CostQueries:
         groups = []
         for row in rows:
             keys = dict(zip(names, row[: len(names)], strict=True))
-            if "period_start" in keys:
-                # toStartOfHour/Day come back naive; the table's time zone is UTC.
-                keys["period_start"] = keys["period_start"].replace(tzinfo=UTC)
             total_cost, requests, unpriced, tokens, prompt, completion = row[len(names) :]
             groups.append(
                 CostGroup(
                     **keys,
-                    total_cost=_money(total_cost),
+                    total_cost=_money_or_none(total_cost),
                     request_count=requests,
                     unpriced_requests=unpriced,
                     total_tokens=tokens or 0,
@@ -156,17 +165,22 @@ class CostQueries:
         return CostAggregate(group_by=list(agg.group_by), granularity=agg.granularity, data=groups)
 
     def summary(self, filters: CostFilterParams) -> CostSummary:
-        total = self._run(aggregate_query(self._table, filters, AggregateParams()))[0]
-        total_cost, requests, unpriced, tokens = _money(total[0]), total[1], total[2], total[3] or 0
+        total_cost, requests, unpriced, tokens = _money(None), 0, 0, 0
+        by_provider: list[Breakdown] = []
+        by_model: list[Breakdown] = []
+        for provider, model, cost, count, unpriced_count, token_sum in self._run(summary_query(self._table, filters)):
+            if not provider and not model:
+                total_cost, requests, unpriced, tokens = _money(cost), count, unpriced_count, token_sum or 0
+                continue
+            item = Breakdown(
+                name=provider or model,
+                total_cost=_money_or_none(cost),
+                requests=count,
+                unpriced_requests=unpriced_count,
+            )
+            (by_provider if provider else by_model).append(item)
         priced = requests - unpriced
-        avg = (
-            (total_cost / priced).quantize(COST_PLACES, ROUND_HALF_EVEN) if priced else Decimal(0).quantize(COST_PLACES)
-        )
-
-        def breakdown(column: str) -> list[Breakdown]:
-            rows = self._run(breakdown_query(self._table, filters, column))
-            return [Breakdown(name=r[0], total_cost=_money(r[1]), requests=r[2]) for r in rows]
-
+        avg = (total_cost / priced).quantize(COST_PLACES, ROUND_HALF_EVEN) if priced else _money(None)
         return CostSummary(
             period=Period(start=filters.start, end=filters.end),
             organization_id=filters.organization_id,
@@ -176,6 +190,6 @@ class CostQueries:
             unpriced_requests=unpriced,
             avg_cost_per_request=avg,
             total_tokens=tokens,
-            by_provider=breakdown("provider"),
-            by_model=breakdown("model"),
+            by_provider=by_provider,
+            by_model=by_model,
         )

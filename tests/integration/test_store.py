@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -94,8 +98,54 @@ def test_unpriced_events_are_counted_but_not_costed(
     priced = price_event(events[0], catalog, datetime.now(UTC)).cost
     assert priced is not None
     assert summary.total_cost == priced.total_cost == summary.avg_cost_per_request
+    by_model = {b.name: b for b in summary.by_model}
+    assert by_model["no-such-model"].total_cost is None  # unknown, not zero
+    assert by_model["no-such-model"].unpriced_requests == 1
+    assert by_model["gpt-4o"].total_cost == priced.total_cost
+    assert [(b.name, b.requests, b.unpriced_requests) for b in summary.by_provider] == [("openai", 2, 1)]
 
 
 def test_bad_statement_is_a_query_error(store: ClickHouseStore) -> None:
     with pytest.raises(QueryError):
         store.query("SELECT no_such_column FROM " + store.table("usage_costs"))
+
+
+TZ_PROBE = """
+import sys
+from datetime import UTC, datetime
+import clickhouse_connect
+from schemas.codec import priced_to_record
+from schemas.query import AggregateParams, CostFilterParams, PageParams
+from schemas.usage import UsageEvent
+from sinks.queries import CostQueries
+from sinks.rows import USAGE_COSTS_COLUMNS, usage_cost_row
+from sinks.store import ClickHouseStore
+from streams.pricing import PriceCatalog, price_event
+
+store = ClickHouseStore(clickhouse_connect.get_client(interface="chdb", path=sys.argv[1]), "tz")
+store.migrate()
+event = UsageEvent.parse({"provider": "openai", "model": "gpt-4o", "organization_id": "o",
+    "prompt_tokens": 10, "completion_tokens": 5, "timestamp": "2025-01-15T23:30:00Z"})
+store.insert("usage_costs", [usage_cost_row(priced_to_record(price_event(event, PriceCatalog(), datetime.now(UTC))))],
+    USAGE_COSTS_COLUMNS)
+queries = CostQueries(store)
+hour = queries.aggregate(CostFilterParams(), AggregateParams(granularity="hour")).data[0].period_start
+day = queries.aggregate(CostFilterParams(), AggregateParams(granularity="day")).data[0].period_start
+stamp = queries.list_costs(CostFilterParams(), PageParams()).data[0].timestamp
+print(hour.isoformat(), day.isoformat(), stamp.isoformat())
+"""
+
+
+@pytest.mark.parametrize("zone", ["America/New_York", "Asia/Kolkata"])
+def test_buckets_and_timestamps_are_utc_whatever_the_host_zone(tmp_path: Path, zone: str) -> None:
+    """A host in another time zone must not shift buckets or relabel local times as UTC."""
+    result = subprocess.run(
+        [sys.executable, "-c", TZ_PROBE, str(tmp_path / "ch")],
+        env={**os.environ, "TZ": zone}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [
+        "2025-01-15T23:00:00+00:00",
+        "2025-01-15T00:00:00+00:00",
+        "2025-01-15T23:30:00+00:00",
+    ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
-from schemas.query import AggregateParams, CostFilterParams, PageParams
-from sinks.queries import Query, aggregate_query, breakdown_query, count_query, list_query, where_clause
+from schemas.query import AggregateParams, CostFilterParams, CostSummary, PageParams, Period, as_utc
+from sinks.queries import Query, aggregate_query, count_query, list_query, summary_query, where_clause
 
 TABLE = "costops.usage_costs"
 RECORD_COLUMNS = (
@@ -85,7 +86,8 @@ def test_where_clause_only_end() -> None:
 def test_list_query(january: CostFilterParams) -> None:
     query = list_query(TABLE, january, PageParams(page=3, per_page=50))
     assert query == Query(
-        f"SELECT {RECORD_COLUMNS} FROM {TABLE} FINAL WHERE organization_id = {{organization_id:String}}"
+        f"SELECT {RECORD_COLUMNS}, count() OVER () AS total FROM {TABLE} FINAL"
+        " WHERE organization_id = {organization_id:String}"
         " AND provider = {provider:String} AND timestamp >= {start:DateTime64(3, 'UTC')}"
         " AND timestamp < {end:DateTime64(3, 'UTC')} ORDER BY timestamp DESC, organization_id, event_id"
         " LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
@@ -94,7 +96,7 @@ def test_list_query(january: CostFilterParams) -> None:
             "provider": "openai",
             "start": JAN_1,
             "end": FEB_1,
-            "limit": 51,
+            "limit": 50,
             "offset": 100,
         },
     )
@@ -103,10 +105,11 @@ def test_list_query(january: CostFilterParams) -> None:
 def test_list_query_first_page_without_filters() -> None:
     query = list_query(TABLE, filters(), PageParams())
     assert query.sql == (
-        f"SELECT {RECORD_COLUMNS} FROM {TABLE} FINAL ORDER BY timestamp DESC, organization_id, event_id"
+        f"SELECT {RECORD_COLUMNS}, count() OVER () AS total FROM {TABLE} FINAL"
+        " ORDER BY timestamp DESC, organization_id, event_id"
         " LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
     )
-    assert query.parameters == {"limit": 101, "offset": 0}
+    assert query.parameters == {"limit": 100, "offset": 0}
 
 
 def test_count_query(january: CostFilterParams) -> None:
@@ -157,29 +160,17 @@ def test_aggregate_params_whitelist() -> None:
         AggregateParams(granularity="week")  # type: ignore[arg-type]
 
 
-def test_breakdown_query(january: CostFilterParams) -> None:
-    query = breakdown_query(TABLE, january, "model")
+def test_summary_query(january: CostFilterParams) -> None:
+    query = summary_query(TABLE, january)
     assert query == Query(
-        f"SELECT model, sum(total_cost) AS cost, count() AS requests FROM {TABLE} FINAL"
+        "SELECT provider, model, sum(total_cost) AS cost, count() AS requests, "
+        "countIf(pricing_status = 'unpriced') AS unpriced, sum(total_tokens) AS tokens "
+        f"FROM {TABLE} FINAL"
         " WHERE organization_id = {organization_id:String} AND provider = {provider:String}"
         " AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}"
-        " GROUP BY model ORDER BY cost DESC, model",
+        " GROUP BY GROUPING SETS ((), (provider), (model)) ORDER BY cost DESC, provider, model",
         {"organization_id": "org-1", "provider": "openai", "start": JAN_1, "end": FEB_1},
     )
-
-
-def test_breakdown_query_by_provider_without_filters() -> None:
-    assert breakdown_query(TABLE, filters(), "provider") == Query(
-        f"SELECT provider, sum(total_cost) AS cost, count() AS requests FROM {TABLE} FINAL"
-        " GROUP BY provider ORDER BY cost DESC, provider",
-        {},
-    )
-
-
-@pytest.mark.parametrize("column", ["timestamp", "total_cost", "model; DROP TABLE usage_costs", ""])
-def test_breakdown_query_rejects_unlisted_column(column: str) -> None:
-    with pytest.raises(ValueError, match="cannot break down by"):
-        breakdown_query(TABLE, filters(), column)
 
 
 # --- CostFilterParams -----------------------------------------------------------------------
@@ -264,3 +255,35 @@ def test_page_params_bounds() -> None:
         PageParams(page=0)
     with pytest.raises(ValidationError):
         PageParams(per_page=0)
+
+
+# --- response models -----------------------------------------------------------------------
+
+
+def test_money_is_a_plain_decimal_string_in_json() -> None:
+    summary = CostSummary(
+        period=Period(start=None, end=None), organization_id=None, total_cost=Decimal("0E-10"),
+        total_requests=0, priced_requests=0, unpriced_requests=0, avg_cost_per_request=Decimal("4.500E-7"),
+        total_tokens=0, by_provider=[], by_model=[],
+    )  # fmt: skip
+    body = summary.model_dump(mode="json")
+    assert body["total_cost"] == "0.0000000000"
+    assert body["avg_cost_per_request"] == "0.0000004500"
+    assert summary.total_cost == Decimal(0)  # still a Decimal in Python
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (datetime(2025, 1, 15, 10, 0), datetime(2025, 1, 15, 10, 0, tzinfo=UTC)),
+        (datetime(2025, 1, 15, 5, 0, tzinfo=timezone(timedelta(hours=-5))), datetime(2025, 1, 15, 10, 0, tzinfo=UTC)),
+    ],
+)
+def test_timestamps_are_normalised_to_utc_not_relabelled(value: datetime, expected: datetime) -> None:
+    assert as_utc(value) == expected and as_utc(value).utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize("value", ["0001-01-01", "9999-12-31", "1899-12-31T00:00:00Z"])
+def test_dates_outside_what_clickhouse_stores_are_refused(value: str) -> None:
+    with pytest.raises(ValidationError, match="must be between 1900-01-01 and 2299-12-30"):
+        CostFilterParams(start_date=value)  # type: ignore[arg-type]
