@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 
+import httpx
 from fastapi import FastAPI, Request, Response
 
 from api.context import ApiContext, Role
@@ -34,7 +38,8 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = PipelineMetrics()
-        codec = build_codec(settings)
+        registry_http = httpx.Client(timeout=10.0) if settings.kafka.schema_registry_url else None
+        codec = build_codec(settings, registry_http)
         await ensure_topics(settings)
         store = await asyncio.to_thread(ClickHouseStore.open, settings)
         context = ApiContext(settings=settings, role=role, metrics=metrics, store=store)
@@ -45,7 +50,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
             if role in ("sink", "all"):
                 context.sink = UsageSink(settings, store, codec.serde, metrics)
                 context.sink_task = asyncio.create_task(context.sink.run(context.stop), name="sink")
-                context.sink_task.add_done_callback(_report_sink_exit)
+                context.sink_task.add_done_callback(partial(_on_sink_exit, context))
             app.state.context = context
             yield
         finally:
@@ -55,6 +60,8 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
             if context.producer is not None:
                 await context.producer.stop()
             await asyncio.to_thread(store.close)
+            if registry_http is not None:
+                registry_http.close()
 
     app = FastAPI(
         title="LLM-CostOps API",
@@ -83,6 +90,13 @@ async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Re
     return response
 
 
-def _report_sink_exit(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        logger.error("the sink stopped: %r", exc, exc_info=exc)
+def _on_sink_exit(context: ApiContext, task: asyncio.Task[None]) -> None:
+    """A sink that dies must take its process down: a live API over a dead sink would accept
+    events that never reach ClickHouse. SIGTERM shuts uvicorn down cleanly; ``cost-ops`` then
+    exits non-zero (``context.fatal``) so the supervisor or orchestrator restarts it, and the
+    new sink resumes from the last committed offsets."""
+    if task.cancelled() or (exc := task.exception()) is None:
+        return
+    context.fatal = f"the sink stopped: {exc!r}"
+    logger.critical(context.fatal, exc_info=exc)
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -29,6 +29,8 @@ class ApiContext:
     sink: UsageSink | None = None
     sink_task: asyncio.Task[None] | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    fatal: str | None = None
+    """Why the process is shutting itself down, if it is (set when the sink dies)."""
 
     @property
     def queries(self) -> CostQueries:

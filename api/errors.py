@@ -62,6 +62,13 @@ async def request_validation_handler(request: Request, exc: Exception) -> JSONRe
     )
 
 
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Last resort: the error shape holds even for a bug; the trace goes to the server log only."""
+    logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(error_body("INTERNAL_ERROR", "internal error; the server log has the details"), status_code=500)
+
+
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PipelineError, pipeline_error_handler)
     app.add_exception_handler(RequestValidationError, request_validation_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)

@@ -16,11 +16,15 @@ from importlib import resources
 from pathlib import Path
 from typing import IO
 
+from llm_cost_ops.errors import PipelineError
+
 logger = logging.getLogger(__name__)
 
 
-class BrokerStartError(RuntimeError):
+class BrokerStartError(PipelineError):
     """The embedded broker did not come up."""
+
+    code = "BROKER_START_ERROR"
 
 
 def tansu_binary() -> Path:
@@ -78,6 +82,9 @@ class EmbeddedBroker:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
+            # Its own session: a terminal's Ctrl-C must not kill the broker before the
+            # processes that still flush to it; the supervisor stops it last.
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -83,8 +83,11 @@ class WorkerSettings(_Section):
     """Faust application id, also the consumer group of the pricing agent."""
     batch_size: int = Field(default=1000, ge=1)
     batch_seconds: float = Field(default=0.2, gt=0)
+    web_host: str = "127.0.0.1"
+    """Interface of the worker's /health, /ready and /metrics (``0.0.0.0`` to be scraped from
+    other hosts)."""
     web_port: int = Field(default=6066, ge=0, le=65535)
-    """Port of the worker's /health and /metrics (0 picks a free one)."""
+    """Port of the worker's /health, /ready and /metrics."""
 
 
 class SinkSettings(_Section):
@@ -127,7 +130,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     """Embedded state: chDB data, the runtime file that CLI commands read."""
     custom_providers: Annotated[tuple[str, ...], NoDecode] = ()
-    """Providers accepted besides the built-in list (their models are priced only by custom prices)."""
+    """Providers accepted besides the built-in list. The list-price catalog does not know them,
+    so their events are stored as unpriced until custom pricing exists."""
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     worker: WorkerSettings = WorkerSettings()

@@ -13,7 +13,8 @@ from schemas.serde import AvroSerde
 def build_codec(settings: Settings, http: httpx.Client | None = None) -> UsageCodec:
     """Args:
     settings: read for ``SCHEMA_REGISTRY_URL`` and the topic names (subjects are ``<topic>-value``).
-    http: client for the registry; one with a 10 s timeout is made when omitted.
+    http: client for the registry, owned by the caller; when omitted, one with a 10 s timeout
+        is made that lives as long as the process (the worker's case).
     """
     table: SchemaTable
     url = settings.kafka.schema_registry_url

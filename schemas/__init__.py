@@ -2,7 +2,8 @@
 
 Reading order: ``usage`` (the usage event and its validation rules), ``priced`` (the priced
 record), ``errors``, ``registry`` (schema ids), ``serde`` (Confluent wire format), ``codec``
-(models <-> Avro records), ``api`` (response models of the HTTP API).
+(models <-> Avro records), ``dlq`` (dead-letter headers), ``query`` (parameters and response
+models of the cost API).
 """
 
 from schemas.priced import CostBreakdown, PricedUsage, PricingStatus

@@ -82,7 +82,11 @@ class RegistrySchemaTable:
         if (schema := self._schemas.get(schema_id)) is not None:
             return schema
         body = self._call("GET", f"/schemas/ids/{schema_id}", missing=f"unknown schema id {schema_id}")
-        schema = parsed_schema(body["schema"])
+        try:
+            schema = parsed_schema(body["schema"])
+        except (KeyError, TypeError, ValueError, fastavro.schema.SchemaParseException) as exc:
+            # The message names a schema we cannot read (e.g. a JSON or Protobuf schema).
+            raise DecodeError(f"schema id {schema_id} is not an Avro schema this pipeline can read: {exc}") from exc
         with self._lock:
             self._schemas[schema_id] = schema
         return schema

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_cost_ops.errors import InvalidInputError, UnavailableError
+from llm_cost_ops.errors import PipelineError, UnavailableError
 
 
 class StoreUnavailableError(UnavailableError):
@@ -11,7 +11,8 @@ class StoreUnavailableError(UnavailableError):
     code = "STORE_UNAVAILABLE"
 
 
-class QueryError(InvalidInputError):
-    """ClickHouse rejected a query built from the caller's parameters."""
+class QueryError(PipelineError):
+    """ClickHouse rejected a statement. Statements are built from validated parameters, so this
+    is the server's or our fault (a limit, a broken migration), never the caller's input."""
 
     code = "QUERY_ERROR"

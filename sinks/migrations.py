@@ -4,8 +4,9 @@ Design of ``usage_costs``: ``ReplacingMergeTree`` ordered by ``(organization_id,
 is what makes writes idempotent: an event id written twice (a replayed batch, a producer
 retry) collapses to one row. Merges happen in the background, so every query reads it with
 ``FINAL``, which deduplicates at read time; counts are exact either way. Partitions are
-monthly by event time: the same event always carries the same timestamp, so its copies
-share a partition, which FINAL requires.
+monthly by event time. Background merges only collapse copies within a partition, so an id
+re-sent with a timestamp in another month would stay on disk twice; FINAL on current
+ClickHouse still collapses such copies at read time, but ids are meant to name one call.
 """
 
 from __future__ import annotations

@@ -56,7 +56,11 @@ class ClickHouseStore:
     @classmethod
     def open(cls, settings: Settings) -> ClickHouseStore:
         store = cls(open_client(settings), settings.clickhouse.database)
-        store.migrate()
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
         return store
 
     def migrate(self) -> list[int]:

@@ -33,7 +33,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         broker_heartbeat_interval=1.0,
         consumer_auto_offset_reset="earliest",
         web_port=settings.worker.web_port,
-        web_host="127.0.0.1",
+        web_host=settings.worker.web_host,
         web_in_thread=False,
     )
     metrics = metrics or PipelineMetrics()

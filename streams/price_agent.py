@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -44,43 +45,44 @@ def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgen
     @app.agent(topics.usage, name="price")
     async def price(stream: Any) -> AsyncIterator[None]:
         async for events in stream.take_events(deps.batch_size, within=deps.batch_seconds):
-            now = datetime.now(UTC)
-            pending = []
-            for event in events:
-                message = event.message
-                outcome = await _until_available(
-                    partial(price_message, message.value, deps.codec, deps.catalog, deps.providers, now)
-                )
-                if isinstance(outcome, DeadLetter):
-                    deps.metrics.events_dead_lettered.labels(outcome.kind).inc()
-                    logger.warning(
-                        "dead letter: %s",
-                        outcome.reason,
-                        extra={
-                            "topic": message.topic,
-                            "partition": message.partition,
-                            "offset": message.offset,
-                        },
-                    )
-                    pending.append(
-                        await topics.dlq.send(
-                            key=message.key,
-                            value=message.value,
-                            headers=outcome.headers(
-                                message.topic, message.partition, message.offset, _headers(message.headers)
-                            ),
-                        )
-                    )
-                    continue
-                deps.metrics.events_priced.labels(outcome.pricing_status.value).inc()
-                if outcome.pricing_status is PricingStatus.PRICED and outcome.cost is not None:
-                    deps.metrics.cost_usd.labels(outcome.event.provider).inc(float(outcome.cost.total_cost))
-                value = await _until_available(partial(deps.codec.encode_priced, outcome))
-                pending.append(await topics.priced.send(key=outcome.event.organization_id.encode(), value=value))
-            await asyncio.gather(*pending)
+            try:
+                await _price_batch(events, topics, deps)
+            except Exception:
+                # Faust acks a taken batch when its generator closes, whatever happened; an
+                # exception leaving this loop would mark unpriced events as done. End the
+                # process instead: nothing is acked, and the restarted worker replays the batch.
+                logger.critical("pricing failed; exiting so the batch is replayed", exc_info=True)
+                os._exit(70)
             yield None
 
     return price
+
+
+async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: PriceAgentDeps) -> None:
+    now = datetime.now(UTC)
+    pending = []
+    for event in events:
+        message = event.message
+        outcome = await _until_available(
+            partial(price_message, message.value, deps.codec, deps.catalog, deps.providers, now)
+        )
+        if isinstance(outcome, DeadLetter):
+            deps.metrics.events_dead_lettered.labels(outcome.kind).inc()
+            logger.warning(
+                "dead letter: %s",
+                outcome.reason,
+                extra={"topic": message.topic, "partition": message.partition, "offset": message.offset},
+            )
+            headers = outcome.headers(message.topic, message.partition, message.offset, _headers(message.headers))
+            pending.append(await topics.dlq.send(key=message.key, value=message.value, headers=headers))
+            continue
+        deps.metrics.events_priced.labels(outcome.pricing_status.value).inc()
+        if outcome.pricing_status is PricingStatus.PRICED and outcome.cost is not None:
+            deps.metrics.cost_usd.labels(outcome.event.provider).inc(float(outcome.cost.total_cost))
+        value = await _until_available(partial(deps.codec.encode_priced, outcome))
+        pending.append(await topics.priced.send(key=outcome.event.organization_id.encode(), value=value))
+    # The broker has every output of the batch before the next batch is taken.
+    await asyncio.gather(*pending)
 
 
 async def _until_available(step: Callable[[], T], max_delay_s: float = 30.0) -> T:

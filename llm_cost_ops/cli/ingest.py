@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from llm_cost_ops.cli.client import ApiClient
 from llm_cost_ops.cli.console import err
-from llm_cost_ops.errors import UnavailableError
+from llm_cost_ops.errors import InvalidInputError, UnavailableError
 from schemas.errors import EventValidationError
 from schemas.provider import allowed_providers
 from schemas.usage import UsageEvent
@@ -67,7 +67,7 @@ def ingest(path: str, client: ApiClient | None, custom_providers: tuple[str, ...
     """Validate every record and send the valid ones (unless ``dry_run``)."""
     report = IngestReport()
     providers = allowed_providers(custom_providers)
-    pending: list[dict[str, Any]] = []
+    pending: list[tuple[str, dict[str, Any]]] = []
     source: IO[str] = sys.stdin if path == "-" else Path(path).open(encoding="utf-8")  # noqa: SIM115
     try:
         with tqdm(unit=" records", desc="ingest", file=sys.stderr, disable=None) as bar:
@@ -80,14 +80,15 @@ def ingest(path: str, client: ApiClient | None, custom_providers: tuple[str, ...
                 try:
                     event = UsageEvent.parse(record, providers)
                 except EventValidationError as exc:
-                    reasons = "; ".join(f"{k}: {v}" for k, v in exc.field_errors.items())
-                    report.errors.append(f"{where}: {reasons}")
+                    report.errors.append(f"{where}: {_reasons(exc.field_errors)}")
                     continue
-                pending.append(event.model_dump(mode="json"))
+                pending.append((where, event.model_dump(mode="json")))
                 if len(pending) >= BATCH:
-                    report.sent += _send(client, pending, dry_run)
+                    _send(client, pending, dry_run, report)
             if pending:
-                report.sent += _send(client, pending, dry_run)
+                _send(client, pending, dry_run, report)
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError("cannot read the file", {"file": f"must be UTF-8 text ({exc.reason})"}) from None
     finally:
         if source is not sys.stdin:
             source.close()
@@ -96,25 +97,54 @@ def ingest(path: str, client: ApiClient | None, custom_providers: tuple[str, ...
     return report
 
 
-def _send(client: ApiClient | None, pending: list[dict[str, Any]], dry_run: bool, attempts: int = 6) -> int:
+def _reasons(field_errors: dict[str, str]) -> str:
+    return "; ".join(f"{k}: {v}" for k, v in field_errors.items())
+
+
+def _send(
+    client: ApiClient | None,
+    pending: list[tuple[str, dict[str, Any]]],
+    dry_run: bool,
+    report: IngestReport,
+    attempts: int = 6,
+) -> None:
     """Send one batch; a 503 (broker briefly unavailable) is retried as the API's Retry-After says.
 
-    A batch is accepted whole or not at all (the API answers 202 only once Kafka has every
-    record), so retrying it cannot count a record twice: ids are kept, and the pipeline
-    deduplicates by id anyway.
+    Every record carries its id (generated here when the file had none), so a retried batch
+    cannot count a record twice: the pipeline counts each id once. Records the API refuses
+    (its settings may differ from this machine's) are reported like local errors.
     """
     batch = list(pending)
     pending.clear()
     if dry_run or client is None:
-        return 0
+        return
     for attempt in range(1, attempts + 1):
         try:
-            answer = client.post("/api/v1/usage/batch", {"records": batch})
-            return int(answer["accepted"])
+            answer = client.post("/api/v1/usage/batch", {"records": [record for _, record in batch]})
+        except InvalidInputError as exc:
+            # None of the batch was accepted: every record is named with its reason.
+            for key, reason in exc.field_errors.items():
+                report.errors.append(f"{_where(batch, key)}: {reason}")
+            return
         except UnavailableError as exc:
             if attempt == attempts:
                 raise
             wait = min(max(exc.retry_after, 1.0), 30.0)
             err(f"API unavailable ({exc.message}); retrying in {wait:.0f}s")
             time.sleep(wait)
-    raise AssertionError("unreachable")
+            continue
+        report.sent += int(answer["accepted"])
+        for rejected in answer.get("rejected", []):
+            report.errors.append(
+                f"{batch[rejected['index']][0]}: refused by the API: {_reasons(rejected['field_errors'])}"
+            )
+        return
+
+
+def _where(batch: list[tuple[str, dict[str, Any]]], key: str) -> str:
+    """``records[3].provider`` -> the line of the batch's 4th record, and the field."""
+    if key.startswith("records[") and "]" in key:
+        index, _, field = key[len("records[") :].partition("]")
+        if index.isdigit() and int(index) < len(batch):
+            return f"{batch[int(index)][0]}: refused by the API: {field.lstrip('.')}"
+    return f"batch: {key}"

@@ -45,15 +45,24 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from api.app import create_app
+    from llm_cost_ops.kafka import ensure_topics
+
+    # Fail here, in one line, rather than in uvicorn's lifespan with a stack trace.
+    asyncio.run(ensure_topics(settings))
 
     port = args.port if args.port is not None else settings.api.port
+    app = create_app(settings, role=args.role)
     uvicorn.run(
-        create_app(settings, role=args.role),
+        app,
         host=settings.api.host,
         port=port,
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )
+    context = getattr(app.state, "context", None)
+    if context is not None and context.fatal:
+        err(f"error: {context.fatal}")
+        return 1
     return 0
 
 

@@ -174,6 +174,9 @@ class Supervisor:
         if self._stopping:
             return
         self._stopping = True
+        # A second Ctrl-C must not abandon children half-stopped (they hold ports and the chDB path).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         out("stopping...")
         for child in reversed(self._children):
             if child.process.poll() is None:
@@ -184,9 +187,11 @@ class Supervisor:
                     err(f"{child.name} did not stop in 20s; killing it")
                     child.process.kill()
                     child.process.wait()
-        if self._broker is not None:
-            self._broker.stop()
-        self._settings.runtime_file.unlink(missing_ok=True)
-        for handle in self._log_files:
-            handle.close()
+        try:
+            if self._broker is not None:
+                self._broker.stop()
+        finally:
+            self._settings.runtime_file.unlink(missing_ok=True)
+            for handle in self._log_files:
+                handle.close()
         out("stopped.")

@@ -41,7 +41,9 @@ def test_up_ingest_summary_and_clean_stop(tmp_path: Path) -> None:
             if up.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"cost-ops up did not start:\n{(tmp_path / 'up.log').read_text()}")
             time.sleep(0.3)
-        assert json.loads(runtime.read_text())["pid"] == up.pid
+        started = json.loads(runtime.read_text())
+        assert started["pid"] == up.pid
+        assert _pipeline_processes(tmp_path / "data", started["kafka_bootstrap_servers"])  # the probe sees them
 
         bad = tmp_path / "bad.jsonl"
         bad.write_text(
@@ -77,6 +79,9 @@ def test_up_ingest_summary_and_clean_stop(tmp_path: Path) -> None:
         )
         assert sorted(r["total_cost"] for r in json.loads(rows.stdout)) == ["0.0390000000", "0.0600000000"]
     finally:
+        # Twice, as an impatient user does: the second one must not abandon the children.
+        up.send_signal(signal.SIGINT)
+        time.sleep(0.5)
         up.send_signal(signal.SIGINT)
         try:
             code = up.wait(60)
@@ -87,6 +92,24 @@ def test_up_ingest_summary_and_clean_stop(tmp_path: Path) -> None:
     assert code == 0, (tmp_path / "up.log").read_text()
     assert not (tmp_path / "data" / "runtime.json").exists()
     assert "stopped." in (tmp_path / "up.log").read_text()
+    assert _pipeline_processes(tmp_path / "data", started["kafka_bootstrap_servers"]) == []
+
+
+def _pipeline_processes(data_dir: Path, broker: str) -> list[int]:
+    """Pids of this pipeline's children: the API and worker (by their COSTOPS_DATA_DIR) and
+    the broker (by its listener address)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"COSTOPS_DATA_DIR={data_dir}".encode() in environ or f"tcp://{broker}".encode() in cmdline:
+            found.append(int(proc.name))
+    return found
 
 
 def test_commands_without_a_pipeline_fail_with_a_clear_message(tmp_path: Path) -> None:

@@ -163,7 +163,9 @@ def test_events_are_priced_exactly_end_to_end(pipeline: Pipeline, usage_record: 
     aggregate = pipeline.api.get(
         "/api/v1/costs/aggregate", params={"organization_id": org, "group_by": "provider,model", "granularity": "day"}
     ).json()
-    assert sum(Decimal(g["total_cost"]) for g in aggregate["data"]) == total
+    assert sum(Decimal(g["total_cost"]) for g in aggregate["data"] if g["total_cost"] is not None) == total
+    unknown = [g for g in aggregate["data"] if g["model"] == "model-nobody-sells"]
+    assert [(g["total_cost"], g["unpriced_requests"]) for g in unknown] == [(None, 1)]  # unknown, not zero
     assert sum(g["request_count"] for g in aggregate["data"]) == len(records)
     page = pipeline.api.get("/api/v1/costs", params={"organization_id": org, "per_page": 100, "page": 4}).json()
     assert (page["total"], len(page["data"]), page["has_more"]) == (303, 3, False)

@@ -31,7 +31,7 @@ class CustomNotFound(NotFoundError):
         (DecodeError("empty message"), 422),
         (SchemaRegistryError("refused"), 500),
         (SchemaRegistryUnavailableError("registry down"), 503),
-        (QueryError("bad query"), 422),
+        (QueryError("bad query"), 500),
         (NotFoundError("nothing"), 404),
         (CustomNotFound("nothing"), 404),
         (UnavailableError("down"), 503),
