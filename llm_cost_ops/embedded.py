@@ -1,0 +1,163 @@
+"""The embedded pipeline's processes on one machine: broker, API+sink, worker.
+
+Used by ``cost-ops up`` (with a terminal UI around it) and ``cost-ops bench``. Children log to
+``<data_dir>/logs/<name>.log`` and run in their own sessions, so a terminal's Ctrl-C reaches
+only the parent, which stops them in reverse order, the broker last.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from llm_cost_ops.broker import EmbeddedBroker, free_port, port_open
+from llm_cost_ops.errors import PipelineError
+from llm_cost_ops.settings import Settings
+
+Progress = Callable[[str], None]
+
+
+class StartupError(PipelineError):
+    code = "STARTUP_ERROR"
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+
+class EmbeddedPipeline:
+    """Starts, watches and stops the processes of one embedded pipeline.
+
+    Args:
+        settings: read for the data directory, API host/port and broker port.
+        progress: receives one line per start-up step.
+        extra_env: more environment for the API and worker (e.g. tuning for a benchmark).
+    """
+
+    def __init__(self, settings: Settings, progress: Progress, extra_env: dict[str, str] | None = None) -> None:
+        self._settings = settings
+        self._progress = progress
+        self._extra_env = extra_env or {}
+        self.data_dir = settings.data_dir.resolve()
+        self.logs = self.data_dir / "logs"
+        self.children: list[Child] = []
+        self._log_files: list[IO[bytes]] = []
+        self.broker: EmbeddedBroker | None = None
+        self.env: dict[str, str] = {}
+        self.api_url = ""
+        self.worker_url = ""
+
+    def start(self) -> None:
+        s = self._settings
+        api_port = s.api.port
+        if port_open("127.0.0.1", api_port):
+            raise StartupError(f"port {api_port} is in use; set API_PORT to a free port")
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._progress("[1/3 broker] starting Tansu (embedded Kafka)...")
+        self.broker = EmbeddedBroker(s.embedded.broker_port, self._log("broker")[0])
+        self.broker.start()
+        self._progress(f"[1/3 broker] listening on {self.broker.bootstrap_servers}")
+
+        self.env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
+            # Tansu's memory storage rejects InitProducerId: no idempotent producer here.
+            "KAFKA__IDEMPOTENT_PRODUCER": "false",
+            "COSTOPS_DATA_DIR": str(self.data_dir),
+            "API_PORT": str(api_port),
+            **self._extra_env,
+        }
+        host = "127.0.0.1" if s.api.host in ("0.0.0.0", "::") else s.api.host
+        self.api_url = f"http://{host}:{api_port}"
+        self._progress("[2/3 api+sink] starting (ClickHouse engine: chDB under data/clickhouse)...")
+        self.spawn("api", ["api", "--role", "all"])
+        self._wait_http(f"{self.api_url}/ready", timeout_s=90)
+        self._progress(f"[2/3 api+sink] ready at {self.api_url}")
+
+        worker_port = free_port()
+        self._progress("[3/3 worker] starting the Faust pricing worker...")
+        self.spawn("worker", ["worker"], {"WORKER__WEB_PORT": str(worker_port)})
+        self.worker_url = f"http://127.0.0.1:{worker_port}"
+        self._wait_http(f"{self.worker_url}/ready", timeout_s=90)
+        self._progress(f"[3/3 worker] consuming (metrics at {self.worker_url}/metrics)")
+
+    def pids(self) -> dict[str, int]:
+        found = {c.name: c.process.pid for c in self.children}
+        if self.broker is not None and self.broker.process is not None:
+            found["broker"] = self.broker.process.pid
+        return found
+
+    def _log(self, name: str) -> tuple[IO[bytes], Path]:
+        path = self.logs / f"{name}.log"
+        handle = path.open("ab")
+        self._log_files.append(handle)
+        return handle, path
+
+    def spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        """Start ``cost-ops <args>`` as a child named ``name``."""
+        handle, path = self._log(name)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "llm_cost_ops.cli.main", *args],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**self.env, **(env or {})},
+            start_new_session=True,
+        )
+        self.children.append(Child(name, process, path))
+
+    def _wait_http(self, url: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        child = self.children[-1]
+        while time.monotonic() < deadline:
+            if child.process.poll() is not None:
+                raise StartupError(f"{child.name} exited with code {child.process.returncode}; see {child.log_path}")
+            try:
+                if httpx.get(url, timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        raise StartupError(f"{child.name} was not ready within {timeout_s:.0f}s; see {child.log_path}")
+
+    def failed(self, allow_exit: frozenset[str] = frozenset()) -> str | None:
+        """Why the pipeline is broken (a process exited), or None. Children named in
+        ``allow_exit`` may end with code 0."""
+        broker = self.broker.process if self.broker else None
+        if broker is not None and broker.poll() is not None:
+            return f"the broker exited with code {broker.returncode}; see {self.logs / 'broker.log'}"
+        for child in self.children:
+            code = child.process.poll()
+            if code is None or (code == 0 and child.name in allow_exit):
+                continue
+            return f"{child.name} exited with code {code}; see {child.log_path}"
+        return None
+
+    def stop(self) -> None:
+        """Stop children in reverse order (SIGTERM, SIGKILL after 20 s), then the broker."""
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+                try:
+                    child.process.wait(20)
+                except subprocess.TimeoutExpired:
+                    self._progress(f"{child.name} did not stop in 20s; killing it")
+                    child.process.kill()
+                    child.process.wait()
+        try:
+            if self.broker is not None:
+                self.broker.stop()
+        finally:
+            for handle in self._log_files:
+                handle.close()
