@@ -183,3 +183,22 @@ class CostSummary(BaseModel):
     total_tokens: int
     by_provider: list[Breakdown]
     by_model: list[Breakdown]
+
+
+class Freshness(BaseModel):
+    """Milliseconds from ``ingested_at`` (the API or producer accepted the event) to the row
+    being written to ClickHouse, i.e. visible to every query."""
+
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+
+class UsageStats(BaseModel):
+    events: int
+    priced_requests: int
+    unpriced_requests: int
+    total_tokens: int
+    first_event: UtcDatetime | None
+    last_event: UtcDatetime | None
+    freshness: Freshness | None

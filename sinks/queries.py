@@ -22,8 +22,10 @@ from schemas.query import (
     CostPage,
     CostRecord,
     CostSummary,
+    Freshness,
     PageParams,
     Period,
+    UsageStats,
 )
 from sinks.store import ClickHouseStore
 
@@ -108,6 +110,16 @@ def summary_query(table: str, filters: CostFilterParams) -> Query:
     return Query(sql, params)
 
 
+def stats_query(table: str, filters: CostFilterParams) -> Query:
+    where, params = where_clause(filters)
+    lag = "toUnixTimestamp64Milli(written_at) - toUnixTimestamp64Milli(ingested_at)"
+    sql = (
+        "SELECT count(), countIf(pricing_status = 'unpriced'), sum(total_tokens), min(timestamp), max(timestamp), "
+        f"quantileExact(0.5)({lag}), quantileExact(0.99)({lag}), max({lag}) FROM {table} FINAL{where}"
+    )
+    return Query(sql, params)
+
+
 def _money(value: Decimal | None) -> Decimal:
     return (value if value is not None else Decimal(0)).quantize(COST_PLACES)
 
@@ -163,6 +175,18 @@ class CostQueries:
                 )
             )
         return CostAggregate(group_by=list(agg.group_by), granularity=agg.granularity, data=groups)
+
+    def stats(self, filters: CostFilterParams) -> UsageStats:
+        events, unpriced, tokens, first, last, p50, p99, worst = self._run(stats_query(self._table, filters))[0]
+        return UsageStats(
+            events=events,
+            priced_requests=events - unpriced,
+            unpriced_requests=unpriced,
+            total_tokens=tokens or 0,
+            first_event=first if events else None,
+            last_event=last if events else None,
+            freshness=Freshness(p50_ms=p50, p99_ms=p99, max_ms=worst) if events else None,
+        )
 
     def summary(self, filters: CostFilterParams) -> CostSummary:
         total_cost, requests, unpriced, tokens = _money(None), 0, 0, 0

@@ -8,9 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ContextDep, ProducerDep
+from api.deps import ContextDep, FiltersDep, ProducerDep, QueriesDep
 from llm_cost_ops.errors import InvalidInputError
 from schemas.errors import EventValidationError
+from schemas.query import UsageStats
 from schemas.usage import UsageEvent
 
 router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
@@ -35,6 +36,13 @@ async def _json(request: Request) -> Any:
         return json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError("request body is not valid JSON", {"body": f"must be valid JSON ({exc})"}) from None
+
+
+@router.get("/stats", response_model=UsageStats)
+def usage_stats(queries: QueriesDep, filters: FiltersDep) -> UsageStats:
+    """Events, priced/unpriced counts, tokens, first/last event, and freshness: how long events
+    took from ingestion to being queryable (p50/p99/max)."""
+    return queries.stats(filters)
 
 
 @router.post("", status_code=202, openapi_extra={"requestBody": _USAGE_BODY})

@@ -56,6 +56,13 @@ def test_duplicates_across_inserts_count_once(store: ClickHouseStore, usage_even
     ids = {r.id for p in (1, 2, 3) for r in queries.list_costs(
         CostFilterParams(organization_id="org-dup"), PageParams(page=p, per_page=20)).data}  # fmt: skip
     assert ids == {e.id for e in events}
+    stats = queries.stats(CostFilterParams(organization_id="org-dup"))
+    assert (stats.events, stats.priced_requests, stats.unpriced_requests) == (50, 50, 0)
+    assert stats.total_tokens == sum(e.tokens_total for e in events)
+    assert (
+        stats.freshness is not None and 0 <= stats.freshness.p50_ms <= stats.freshness.p99_ms <= stats.freshness.max_ms
+    )
+    assert queries.stats(CostFilterParams(organization_id="nobody")).freshness is None
 
 
 def test_aggregate_by_hour_and_dimension_is_exact(
