@@ -114,6 +114,16 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from benchmarks.run import run_benchmark, table, write
+
+    result = run_benchmark(settings, args.duration, args.freshness_duration, progress=err, backlog=args.backlog)
+    write(result, args.output)
+    out(table(result))
+    out(f"result: {args.output}")
+    return 1 if result["accounting"]["lost"] or result["accounting"]["extra"] else 0
+
+
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     out(json.dumps(settings.model_dump(mode="json"), indent=2))
     return 0
@@ -176,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--output", default="text", choices=["text", "json"])
     _date_flags(summary)
     summary.set_defaults(func=cmd_summary)
+
+    bench = sub.add_parser("bench", help="measure the embedded pipeline (throughput, freshness, baselines)")
+    bench.add_argument("--duration", type=float, default=60.0, help="seconds of the throughput phase (default 60)")
+    bench.add_argument("--freshness-duration", type=float, default=30.0, help="seconds of the freshness phase")
+    bench.add_argument("--backlog", type=int, default=20_000, help="most events in flight in the throughput phase")
+    bench.add_argument("--output", type=Path, default=Path("benchmarks/results/latest.json"))
+    bench.set_defaults(func=cmd_bench)
 
     sub.add_parser("check-config", help="validate and print the effective settings").set_defaults(func=cmd_check_config)
     return parser
