@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from schemas.priced import COST_PLACES, CostBreakdown, PricedUsage, PricingStatus
-from schemas.registry import PRICED_USAGE, USAGE_EVENT
+from schemas.registry import PRICED_BATCH, PRICED_USAGE, USAGE_BATCH, USAGE_EVENT
 from schemas.serde import AvroSerde
 from schemas.usage import UsageEvent
 
@@ -73,14 +74,27 @@ class UsageCodec:
 
     def __init__(self, serde: AvroSerde, usage_subject: str, priced_subject: str) -> None:
         self.serde = serde
-        self._usage_subject = usage_subject
+        self.usage_subject = usage_subject
         self._priced_subject = priced_subject
 
     def encode_usage(self, event: UsageEvent) -> bytes:
-        return self.serde.encode(USAGE_EVENT, self._usage_subject, usage_to_record(event))
+        return self.serde.encode(USAGE_EVENT, self.usage_subject, usage_to_record(event))
+
+    def encode_usage_record(self, record: dict[str, Any]) -> bytes:
+        """One decoded usage record on its own again (a dead letter taken out of a batch)."""
+        return self.serde.encode(USAGE_EVENT, self.usage_subject, record)
+
+    def encode_usage_batch(self, events: Sequence[UsageEvent]) -> bytes:
+        return self.serde.encode(USAGE_BATCH, self.usage_subject, {"events": [usage_to_record(e) for e in events]})
 
     def encode_priced(self, priced: PricedUsage) -> bytes:
         return self.serde.encode(PRICED_USAGE, self._priced_subject, priced_to_record(priced))
 
-    def decode_priced_record(self, data: bytes) -> dict[str, Any]:
-        return self.serde.decode(data)
+    def encode_priced_batch(self, priced: Sequence[PricedUsage]) -> bytes:
+        return self.serde.encode(PRICED_BATCH, self._priced_subject, {"events": [priced_to_record(p) for p in priced]})
+
+    def decode_records(self, data: bytes | None) -> list[dict[str, Any]]:
+        """The records of a message: one for a single-event message, all of a batch's."""
+        record = self.serde.decode(data)
+        events = record.get("events") if set(record) == {"events"} else None
+        return list(events) if isinstance(events, list) else [record]

@@ -13,6 +13,8 @@ SOURCE_TOPIC = "x-dlq-source-topic"
 SOURCE_PARTITION = "x-dlq-source-partition"
 SOURCE_OFFSET = "x-dlq-source-offset"
 FIELD_ERRORS = "x-dlq-field-errors"
+BATCH_INDEX = "x-dlq-batch-index"
+"""Position of the event in its batch message, when it came out of one."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,14 +15,34 @@ from schemas.errors import DecodeError, SchemaRegistryError, SchemaRegistryUnava
 
 USAGE_EVENT = "usage_event"
 PRICED_USAGE = "priced_usage"
+USAGE_BATCH = "usage_batch"
+PRICED_BATCH = "priced_batch"
 
 # Ids of the built-in table. They are part of the wire format: never renumber, only append.
-BUILTIN_IDS: dict[str, int] = {USAGE_EVENT: 1, PRICED_USAGE: 2}
+BUILTIN_IDS: dict[str, int] = {USAGE_EVENT: 1, PRICED_USAGE: 2, USAGE_BATCH: 3, PRICED_BATCH: 4}
+
+# A batch is a record with one field, ``events``: an array of the single-event record. One
+# Kafka message then carries many events of one organization, so per-message costs (Faust,
+# Kafka, framing) are paid once per batch.
+_BATCH_OF: dict[str, tuple[str, str]] = {
+    USAGE_BATCH: (USAGE_EVENT, "UsageBatch"),
+    PRICED_BATCH: (PRICED_USAGE, "PricedBatch"),
+}
 
 
 @cache
 def schema_text(name: str) -> str:
-    """The ``.avsc`` text shipped with the package."""
+    """The schema's JSON text: a shipped ``.avsc``, or a batch built around one."""
+    if name in _BATCH_OF:
+        item, record = _BATCH_OF[name]
+        batch = {
+            "type": "record",
+            "name": record,
+            "namespace": "io.llmcostops.v1",
+            "doc": f"Many {item} records of one organization in one message.",
+            "fields": [{"name": "events", "type": {"type": "array", "items": json.loads(schema_text(item))}}],
+        }
+        return json.dumps(batch)
     return (resources.files("schemas") / "avro" / f"{name}.avsc").read_text(encoding="utf-8")
 
 

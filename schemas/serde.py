@@ -25,6 +25,10 @@ class AvroSerde:
     def __init__(self, table: SchemaTable) -> None:
         self._table = table
 
+    def header(self, name: str, subject: str) -> bytes:
+        """The 5-byte wire header of schema ``name`` (for writers that splice Avro bodies)."""
+        return _HEADER.pack(MAGIC, self._table.id_for(name, subject))
+
     def encode(self, name: str, subject: str, record: dict[str, Any]) -> bytes:
         schema_id = self._table.id_for(name, subject)
         buffer = io.BytesIO()

@@ -29,9 +29,9 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from llm_cost_ops.kafka import bootstrap_servers, producer_config
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.settings import Settings
+from schemas.codec import UsageCodec
 from schemas.dlq import DeadLetter
 from schemas.errors import DecodeError
-from schemas.serde import AvroSerde
 from sinks.errors import QueryError, StoreUnavailableError
 from sinks.rows import USAGE_COSTS_COLUMNS, dedupe_rows, usage_cost_row
 from sinks.store import ClickHouseStore
@@ -57,14 +57,14 @@ class UsageSink:
     Args:
         settings: brokers, topics, group, batch and retry settings.
         store: the ClickHouse store to write to.
-        serde: decodes the priced records.
+        codec: decodes the priced messages (single records or batches).
         metrics: counters of rows written, duplicates and failures.
     """
 
-    def __init__(self, settings: Settings, store: ClickHouseStore, serde: AvroSerde, metrics: PipelineMetrics) -> None:
+    def __init__(self, settings: Settings, store: ClickHouseStore, codec: UsageCodec, metrics: PipelineMetrics) -> None:
         self._settings = settings
         self._store = store
-        self._serde = serde
+        self._codec = codec
         self._metrics = metrics
         self.rows_written = 0
         self.ready = asyncio.Event()
@@ -108,7 +108,11 @@ class UsageSink:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            fetched = await consumer.getmany(timeout_ms=int(remaining * 1000), max_records=s.batch_size - len(batch))
+            # At most 200 messages a fetch: a message may be a batch of many events, and the
+            # rows held in memory must stay bounded.
+            fetched = await consumer.getmany(
+                timeout_ms=int(remaining * 1000), max_records=max(1, min(s.batch_size - len(batch), 200))
+            )
             for tp, records in fetched.items():
                 for record in records:
                     self._add(batch, record)
@@ -117,9 +121,11 @@ class UsageSink:
 
     def _add(self, batch: SinkBatch, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            batch.rows.append(usage_cost_row(self._serde.decode(record.value)))
+            rows = [usage_cost_row(r) for r in self._codec.decode_records(record.value)]
         except (DecodeError, KeyError, TypeError) as exc:
             batch.dead.append((record, f"priced record unusable by the sink: {exc}"))
+            return
+        batch.rows.extend(rows)
 
     async def _write(self, batch: SinkBatch, stop: asyncio.Event) -> bool:
         rows, duplicates = dedupe_rows(batch.rows)

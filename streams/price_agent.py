@@ -16,7 +16,7 @@ import faust
 from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
 from schemas.codec import UsageCodec
-from schemas.dlq import DeadLetter
+from schemas.dlq import BATCH_INDEX
 from schemas.priced import PricingStatus
 from streams.price_step import price_message
 from streams.pricing import PriceCatalog
@@ -66,21 +66,26 @@ async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: Pric
         outcome = await _until_available(
             partial(price_message, message.value, deps.codec, deps.catalog, deps.providers, now)
         )
-        if isinstance(outcome, DeadLetter):
-            deps.metrics.events_dead_lettered.labels(outcome.kind).inc()
+        for letter, value, index in outcome.dead:
+            deps.metrics.events_dead_lettered.labels(letter.kind).inc()
             logger.warning(
                 "dead letter: %s",
-                outcome.reason,
+                letter.reason,
                 extra={"topic": message.topic, "partition": message.partition, "offset": message.offset},
             )
-            headers = outcome.headers(message.topic, message.partition, message.offset, _headers(message.headers))
-            pending.append(await topics.dlq.send(key=message.key, value=message.value, headers=headers))
+            headers = letter.headers(message.topic, message.partition, message.offset, _headers(message.headers))
+            if index is not None:
+                headers.append((BATCH_INDEX, str(index).encode()))
+            pending.append(await topics.dlq.send(key=message.key, value=value, headers=headers))
+        if not outcome.priced:
             continue
-        deps.metrics.events_priced.labels(outcome.pricing_status.value).inc()
-        if outcome.pricing_status is PricingStatus.PRICED and outcome.cost is not None:
-            deps.metrics.cost_usd.labels(outcome.event.provider).inc(float(outcome.cost.total_cost))
-        value = await _until_available(partial(deps.codec.encode_priced, outcome))
-        pending.append(await topics.priced.send(key=outcome.event.organization_id.encode(), value=value))
+        for priced in outcome.priced:
+            deps.metrics.events_priced.labels(priced.pricing_status.value).inc()
+            if priced.pricing_status is PricingStatus.PRICED and priced.cost is not None:
+                deps.metrics.cost_usd.labels(priced.event.provider).inc(float(priced.cost.total_cost))
+        # One output message per input message, same key: a batch stays a batch downstream.
+        value = await _until_available(partial(deps.codec.encode_priced_batch, outcome.priced))
+        pending.append(await topics.priced.send(key=message.key, value=value))
     # The broker has every output of the batch before the next batch is taken.
     await asyncio.gather(*pending)
 

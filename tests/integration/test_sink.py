@@ -74,7 +74,7 @@ def test_failed_inserts_then_restart_land_every_event_once(
     kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
 ) -> None:
     settings = kafka_settings()
-    serde = build_codec(settings).serde
+    codec = build_codec(settings)
     first = priced_events(usage_event, "org-fault", 200)
     second = priced_events(usage_event, "org-fault", 100)
     table, away = store.table("usage_costs"), store.table("usage_costs_away")
@@ -85,7 +85,7 @@ def test_failed_inserts_then_restart_land_every_event_once(
         await publish(settings, first)
         store.query(f"RENAME TABLE {table} TO {away}")  # every insert now fails
         metrics = PipelineMetrics()
-        failing = UsageSink(settings, store, serde, metrics)
+        failing = UsageSink(settings, store, codec, metrics)
         assert (
             await run_until(
                 failing, lambda: (metrics.registry.get_sample_value("costops_sink_flush_failures_total") or 0) >= 3
@@ -96,7 +96,7 @@ def test_failed_inserts_then_restart_land_every_event_once(
         store.query(f"RENAME TABLE {away} TO {table}")  # ClickHouse is back
         # The producer retried some events too: 50 of the first batch arrive again.
         await publish(settings, second + first[:50])
-        restarted = UsageSink(settings, store, serde, PipelineMetrics())
+        restarted = UsageSink(settings, store, codec, PipelineMetrics())
         assert await run_until(restarted, lambda: count() >= 300) is None
         assert restarted.healthy
 
@@ -111,17 +111,17 @@ def test_crash_between_write_and_commit_replays_without_double_counting(
     kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
 ) -> None:
     settings = kafka_settings()
-    serde = build_codec(settings).serde
+    codec = build_codec(settings)
     priced = priced_events(usage_event, "org-crash", 150)
 
     async def scenario() -> None:
         await ensure_topics(settings)
         await publish(settings, priced)
-        crashing = CrashAfterWrite(settings, store, serde, PipelineMetrics())
+        crashing = CrashAfterWrite(settings, store, codec, PipelineMetrics())
         error = await run_until(crashing, lambda: False)
         assert isinstance(error, RuntimeError) and crashing.rows_written > 0
         # Nothing was committed: the next sink replays what the first one had already written.
-        replay = UsageSink(settings, store, serde, PipelineMetrics())
+        replay = UsageSink(settings, store, codec, PipelineMetrics())
         assert await run_until(replay, lambda: replay.rows_written >= 150) is None
 
     asyncio.run(scenario())
@@ -136,7 +136,7 @@ def test_sink_writes_each_event_once_and_dead_letters_garbage(
     kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
 ) -> None:
     settings = kafka_settings()
-    serde = build_codec(settings).serde
+    codec = build_codec(settings)
     priced = priced_events(usage_event, "org-sink", 300)
     garbage = b"\x00\x00\x00\x00\x02garbage"
 
@@ -144,7 +144,7 @@ def test_sink_writes_each_event_once_and_dead_letters_garbage(
         await ensure_topics(settings)
         # Every record twice (a replayed batch), and one record no decoder can read.
         await publish(settings, priced + priced[:100], raw=[garbage])
-        sink = UsageSink(settings, store, serde, PipelineMetrics())
+        sink = UsageSink(settings, store, codec, PipelineMetrics())
         assert await run_until(sink, lambda: sink.rows_written >= 300) is None
         consumer = AIOKafkaConsumer(
             settings.kafka.dlq_topic, bootstrap_servers=settings.kafka.bootstrap_servers,
@@ -172,17 +172,17 @@ def test_sink_commits_only_what_it_wrote(
     """A second sink in the same group starts after the first one's last commit: nothing is
     written twice and nothing is skipped."""
     settings = kafka_settings()
-    serde = build_codec(settings).serde
+    codec = build_codec(settings)
     first = priced_events(usage_event, "org-commit", 50)
     second = priced_events(usage_event, "org-commit", 70)
 
     async def scenario() -> tuple[int, int]:
         await ensure_topics(settings)
         await publish(settings, first)
-        sink1 = UsageSink(settings, store, serde, PipelineMetrics())
+        sink1 = UsageSink(settings, store, codec, PipelineMetrics())
         assert await run_until(sink1, lambda: sink1.rows_written >= 50) is None
         await publish(settings, second)
-        sink2 = UsageSink(settings, store, serde, PipelineMetrics())
+        sink2 = UsageSink(settings, store, codec, PipelineMetrics())
         assert await run_until(sink2, lambda: sink2.rows_written >= 70) is None
         return sink1.rows_written, sink2.rows_written
 

@@ -82,7 +82,7 @@ def header(data: bytes) -> tuple[int, int]:
 
 
 def test_builtin_ids_are_fixed() -> None:
-    assert BUILTIN_IDS == {"usage_event": 1, "priced_usage": 2}
+    assert BUILTIN_IDS == {"usage_event": 1, "priced_usage": 2, "usage_batch": 3, "priced_batch": 4}
     table = BuiltinSchemaTable()
     assert table.id_for("usage_event", "any-subject") == 1
     assert table.id_for("priced_usage", "any-subject") == 2
@@ -120,7 +120,7 @@ def test_priced_round_trip(codec: UsageCodec, full_event: UsageEvent) -> None:
 
     assert data[0] == 0
     assert data[1:5] == b"\x00\x00\x00\x02"
-    record = codec.decode_priced_record(data)
+    record = codec.serde.decode(data)
     assert record["pricing_status"] == "priced"
     assert record["total_cost"] == Decimal("0.0043750000")
     assert record["input_cost"] == Decimal("0.0022500000")
@@ -133,7 +133,7 @@ def test_priced_round_trip(codec: UsageCodec, full_event: UsageEvent) -> None:
 
 def test_unpriced_round_trip_keeps_null_costs(codec: UsageCodec, full_event: UsageEvent) -> None:
     original = unpriced(full_event)
-    record = codec.decode_priced_record(codec.encode_priced(original))
+    record = codec.serde.decode(codec.encode_priced(original))
     for key in ("input_cost", "cached_cost", "output_cost", "reasoning_cost", "total_cost", "price_source"):
         assert record[key] is None, key
     assert record["pricing_status"] == "unpriced"
@@ -148,7 +148,7 @@ def test_priced_record_of_custom_provider(codec: UsageCodec) -> None:
         providers=frozenset({"acme"}),
     )
     original = unpriced(event)
-    assert priced_from_record(codec.decode_priced_record(codec.encode_priced(original))) == original
+    assert priced_from_record(codec.serde.decode(codec.encode_priced(original))) == original
 
 
 def test_priced_to_record_total_has_ten_places(full_event: UsageEvent) -> None:
@@ -294,7 +294,7 @@ def test_registry_priced_subject(registry: FakeRegistry, http: httpx.Client, ful
     data = codec.encode_priced(priced(full_event))
     assert header(data) == (0, 42)
     assert registry.requests[0].url.path == "/subjects/priced-usage-value/versions"
-    assert priced_from_record(codec.decode_priced_record(data)) == priced(full_event)
+    assert priced_from_record(codec.serde.decode(data)) == priced(full_event)
 
 
 def test_registry_decode_fetches_unknown_id(registry: FakeRegistry, http: httpx.Client, full_event: UsageEvent) -> None:

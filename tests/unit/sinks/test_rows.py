@@ -40,7 +40,7 @@ def decoded(codec: UsageCodec, event: UsageEvent, priced: bool = True) -> dict[s
         unpriced_reason=None if priced else "no list price",
         priced_at=PRICED_AT,
     )
-    return codec.decode_priced_record(codec.encode_priced(usage))
+    return codec.serde.decode(codec.encode_priced(usage))
 
 
 def row(event_id: str, organization_id: str, marker: int) -> list[Any]:

@@ -17,7 +17,7 @@ from schemas.provider import allowed_providers
 from schemas.registry import BuiltinSchemaTable, RegistrySchemaTable
 from schemas.serde import AvroSerde
 from schemas.usage import UsageEvent
-from streams.price_step import price_message
+from streams.price_step import MessageOutcome, price_message
 from streams.pricing import PriceCatalog
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
@@ -35,6 +35,16 @@ def codec() -> UsageCodec:
     return UsageCodec(AvroSerde(BuiltinSchemaTable()), "usage-events-value", "priced-usage-value")
 
 
+def one(outcome: MessageOutcome) -> PricedUsage | DeadLetter:
+    """The single result of a single-event message; its dead letter keeps the original bytes."""
+    assert len(outcome.priced) + len(outcome.dead) == 1, outcome
+    if outcome.priced:
+        return outcome.priced[0]
+    letter, _, index = outcome.dead[0]
+    assert index is None
+    return letter
+
+
 def raw_record(event: UsageEvent, **changes: Any) -> dict[str, Any]:
     record = usage_to_record(event)
     record.update(changes)
@@ -43,7 +53,7 @@ def raw_record(event: UsageEvent, **changes: Any) -> dict[str, Any]:
 
 def test_valid_message_is_priced(codec: UsageCodec, catalog: PriceCatalog, usage_event: EventFactory) -> None:
     event = usage_event()
-    outcome = price_message(codec.encode_usage(event), codec, catalog, PROVIDERS, NOW)
+    outcome = one(price_message(codec.encode_usage(event), codec, catalog, PROVIDERS, NOW))
     assert isinstance(outcome, PricedUsage)
     assert outcome.pricing_status is PricingStatus.PRICED
     assert outcome.event == event
@@ -55,7 +65,7 @@ def test_valid_message_is_priced(codec: UsageCodec, catalog: PriceCatalog, usage
 def test_unknown_model_is_unpriced_not_dead(
     codec: UsageCodec, catalog: PriceCatalog, usage_event: EventFactory
 ) -> None:
-    outcome = price_message(codec.encode_usage(usage_event(model="no-such-model")), codec, catalog, PROVIDERS, NOW)
+    outcome = one(price_message(codec.encode_usage(usage_event(model="no-such-model")), codec, catalog, PROVIDERS, NOW))
     assert isinstance(outcome, PricedUsage)
     assert outcome.pricing_status is PricingStatus.UNPRICED
     assert outcome.cost is None
@@ -72,13 +82,13 @@ def test_unknown_model_is_unpriced_not_dead(
     ],
 )
 def test_garbage_is_decode_error(codec: UsageCodec, catalog: PriceCatalog, value: bytes | None, reason: str) -> None:
-    outcome = price_message(value, codec, catalog, PROVIDERS, NOW)
+    outcome = one(price_message(value, codec, catalog, PROVIDERS, NOW))
     assert outcome == DeadLetter(kind="DECODE_ERROR", reason=reason, field_errors={})
 
 
 def test_truncated_avro_is_decode_error(codec: UsageCodec, catalog: PriceCatalog, usage_event: EventFactory) -> None:
     data = codec.encode_usage(usage_event())
-    outcome = price_message(data[:-4], codec, catalog, PROVIDERS, NOW)
+    outcome = one(price_message(data[:-4], codec, catalog, PROVIDERS, NOW))
     assert isinstance(outcome, DeadLetter)
     assert outcome.kind == "DECODE_ERROR"
     assert outcome.reason.startswith("Avro body does not match schema id 1")
@@ -92,7 +102,7 @@ def test_rule_violation_is_validation_error(
     data = codec.serde.encode("usage_event", "usage-events-value", raw_record(event, total_tokens=999))
     assert codec.serde.decode(data)["total_tokens"] == 999
 
-    outcome = price_message(data, codec, catalog, PROVIDERS, NOW)
+    outcome = one(price_message(data, codec, catalog, PROVIDERS, NOW))
 
     assert isinstance(outcome, DeadLetter)
     assert outcome.kind == "VALIDATION_ERROR"
@@ -104,7 +114,7 @@ def test_several_violations_in_one_dead_letter(
     codec: UsageCodec, catalog: PriceCatalog, usage_event: EventFactory
 ) -> None:
     record = raw_record(usage_event(), provider="acme", organization_id="has space")
-    outcome = price_message(codec.serde.encode("usage_event", "s", record), codec, catalog, PROVIDERS, NOW)
+    outcome = one(price_message(codec.serde.encode("usage_event", "s", record), codec, catalog, PROVIDERS, NOW))
     assert isinstance(outcome, DeadLetter)
     assert outcome.kind == "VALIDATION_ERROR"
     assert set(outcome.field_errors) == {"provider", "organization_id"}
@@ -115,9 +125,9 @@ def test_custom_provider_accepted_by_worker(
 ) -> None:
     record = raw_record(usage_event(), provider="acme")
     data = codec.serde.encode("usage_event", "s", record)
-    rejected = price_message(data, codec, catalog, PROVIDERS, NOW)
+    rejected = one(price_message(data, codec, catalog, PROVIDERS, NOW))
     assert isinstance(rejected, DeadLetter)
-    accepted = price_message(data, codec, catalog, allowed_providers(("acme",)), NOW)
+    accepted = one(price_message(data, codec, catalog, allowed_providers(("acme",)), NOW))
     assert isinstance(accepted, PricedUsage)
     assert accepted.pricing_status is PricingStatus.UNPRICED
 
@@ -125,9 +135,9 @@ def test_custom_provider_accepted_by_worker(
 def test_priced_record_on_usage_topic_is_dead(
     codec: UsageCodec, catalog: PriceCatalog, usage_event: EventFactory
 ) -> None:
-    priced = price_message(codec.encode_usage(usage_event()), codec, catalog, PROVIDERS, NOW)
+    priced = one(price_message(codec.encode_usage(usage_event()), codec, catalog, PROVIDERS, NOW))
     assert isinstance(priced, PricedUsage)
-    outcome = price_message(codec.encode_priced(priced), codec, catalog, PROVIDERS, NOW)
+    outcome = one(price_message(codec.encode_priced(priced), codec, catalog, PROVIDERS, NOW))
     assert isinstance(outcome, DeadLetter)
     assert outcome.kind == "VALIDATION_ERROR"
     assert outcome.field_errors["pricing_status"] == "is not a known field"
@@ -185,5 +195,29 @@ def test_schema_id_unknown_to_registry_is_dead_letter(catalog: PriceCatalog) -> 
 
     with httpx.Client(transport=httpx.MockTransport(handler)) as client:
         codec = UsageCodec(AvroSerde(RegistrySchemaTable("http://registry.test", client)), "u", "p")
-        outcome = price_message(b"\x00\x00\x00\x00\x09body", codec, catalog, PROVIDERS, NOW)
+        outcome = one(price_message(b"\x00\x00\x00\x00\x09body", codec, catalog, PROVIDERS, NOW))
     assert isinstance(outcome, DeadLetter)
+
+
+def test_batch_prices_every_event_and_dead_letters_only_the_bad_one(
+    codec: UsageCodec, catalog: PriceCatalog, usage_event: EventFactory
+) -> None:
+    good = [usage_event(organization_id="org-b") for _ in range(3)]
+    batch = {"events": [usage_to_record(good[0]), raw_record(good[1], prompt_tokens=-1), usage_to_record(good[2])]}
+    data = codec.serde.encode("usage_batch", "s", batch)
+    outcome = price_message(data, codec, catalog, PROVIDERS, NOW)
+    assert [p.event for p in outcome.priced] == [good[0], good[2]]
+    ((letter, value, index),) = outcome.dead
+    assert (letter.kind, index) == ("VALIDATION_ERROR", 1)
+    assert "prompt_tokens" in letter.field_errors
+    # The dead letter is the bad event alone, as a single-event message.
+    assert value is not None and codec.serde.decode(value) == batch["events"][1]
+
+
+def test_batch_round_trip(codec: UsageCodec, catalog: PriceCatalog, usage_event: EventFactory) -> None:
+    events = [usage_event() for _ in range(5)]
+    assert codec.decode_records(codec.encode_usage_batch(events)) == [usage_to_record(e) for e in events]
+    outcome = price_message(codec.encode_usage_batch(events), codec, catalog, PROVIDERS, NOW)
+    assert len(outcome.priced) == 5 and not outcome.dead
+    decoded = codec.decode_records(codec.encode_priced_batch(outcome.priced))
+    assert [r["id"] for r in decoded] == [e.id for e in events]
