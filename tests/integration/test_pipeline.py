@@ -206,6 +206,16 @@ def test_malformed_messages_go_to_the_dlq_and_the_rest_is_priced(
         {**before[0].model_dump(), "id": f"bad-{org}", "prompt_tokens": -5, "total_tokens": 195},
     )
     garbage = b"this is not avro"
+    # A batch message with one bad event in the middle: only that event is dead.
+    batch_events = [usage_event(organization_id=org) for _ in range(5)]
+    prompt = batch_events[2].prompt_tokens
+    bad_in_batch = {
+        **batch_events[2].model_dump(), "completion_tokens": 10, "total_tokens": prompt + 10, "reasoning_tokens": 50
+    }  # fmt: skip
+    batch = codec.serde.encode(
+        "usage_batch", "x", {"events": [e.model_dump() for e in batch_events[:2]] + [bad_in_batch]
+                             + [e.model_dump() for e in batch_events[3:]]}
+    )  # fmt: skip
 
     async def scenario() -> list[tuple[bytes, dict[str, bytes]]]:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
@@ -215,6 +225,7 @@ def test_malformed_messages_go_to_the_dlq_and_the_rest_is_priced(
             await producer.send(topic, codec.encode_usage(event), key=key)
         await producer.send(topic, garbage, key=key, headers=[("trace-id", b"t-1")])
         await producer.send(topic, invalid, key=key)
+        await producer.send(topic, batch, key=key)
         for event in after:
             await producer.send(topic, codec.encode_usage(event), key=key)
         await producer.flush()
@@ -226,7 +237,7 @@ def test_malformed_messages_go_to_the_dlq_and_the_rest_is_priced(
         await consumer.start()
         found: list[tuple[bytes, dict[str, bytes]]] = []
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(found) < 2:
+        while time.monotonic() < deadline and len(found) < 3:
             for messages in (await consumer.getmany(timeout_ms=1000)).values():
                 found += [(m.value, dict(m.headers)) for m in messages if m.key == key]  # type: ignore[misc]
         await consumer.stop()
@@ -234,14 +245,19 @@ def test_malformed_messages_go_to_the_dlq_and_the_rest_is_priced(
 
     dead = asyncio.run(scenario())
     by_value = dict(dead)
-    assert set(by_value) == {garbage, invalid}
+    alone = codec.encode_usage_record(codec.decode_records(batch)[2])
+    assert set(by_value) == {garbage, invalid, alone}
+    assert by_value[alone]["x-dlq-batch-index"] == b"2"
+    assert by_value[alone]["x-dlq-field-errors"] == b"reasoning_tokens: must not exceed completion_tokens"
     assert by_value[garbage]["x-dlq-kind"] == b"DECODE_ERROR"
     assert by_value[garbage]["trace-id"] == b"t-1"  # original headers travel with it
     assert by_value[invalid]["x-dlq-kind"] == b"VALIDATION_ERROR"
     assert b"prompt_tokens" in by_value[invalid]["x-dlq-field-errors"]
     assert by_value[invalid]["x-dlq-source-topic"] == settings.kafka.usage_topic.encode()
-    summary = _wait_for_requests(pipeline.api, org, 20)
-    assert summary["total_requests"] == 20
+    summary = _wait_for_requests(pipeline.api, org, 24)
+    time.sleep(1.0)
+    summary = pipeline.api.get("/api/v1/costs/summary", params={"organization_id": org}).json()
+    assert summary["total_requests"] == 24  # 10 before, 10 after, 4 of the batch
 
 
 def test_422_names_each_bad_field(pipeline: Pipeline, usage_record: Callable[..., dict[str, Any]]) -> None:
