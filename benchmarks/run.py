@@ -45,7 +45,12 @@ class BenchmarkError(PipelineError):
 
 
 def run_benchmark(
-    settings: Settings, duration_s: float, freshness_s: float, progress: Progress, backlog: int = 20_000
+    settings: Settings,
+    duration_s: float,
+    freshness_s: float,
+    progress: Progress,
+    backlog: int = 20_000,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run every phase on a fresh embedded pipeline and return the result document."""
     with tempfile.TemporaryDirectory(prefix="costops-bench-") as data_dir:
@@ -55,7 +60,7 @@ def run_benchmark(
                 "api": settings.api.model_copy(update={"port": free_port()}),
             }
         )
-        pipeline = EmbeddedPipeline(bench_settings, progress)
+        pipeline = EmbeddedPipeline(bench_settings, progress, workers=workers)
         try:
             pipeline.start()
             return asyncio.run(_measure(pipeline, bench_settings, duration_s, freshness_s, backlog, progress))
@@ -123,7 +128,12 @@ async def _measure(
     expected = counter.sent + counter.probes
     return {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "run": {"duration_s": duration_s, "freshness_s": freshness_s, "backlog": backlog},
+        "run": {
+            "duration_s": duration_s,
+            "freshness_s": freshness_s,
+            "backlog": backlog,
+            "workers": sum(1 for name in pids if name.startswith("worker")),
+        },
         "end_to_end_events_per_s": round(throughput, 1),
         "freshness": {
             "rate_events_per_s": round(rate, 1),

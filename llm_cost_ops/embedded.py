@@ -46,8 +46,11 @@ class EmbeddedPipeline:
         extra_env: more environment for the API and worker (e.g. tuning for a benchmark).
     """
 
-    def __init__(self, settings: Settings, progress: Progress, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, progress: Progress, extra_env: dict[str, str] | None = None, workers: int = 1
+    ) -> None:
         self._settings = settings
+        self._workers = workers
         self._progress = progress
         self._extra_env = extra_env or {}
         self.data_dir = settings.data_dir.resolve()
@@ -86,12 +89,18 @@ class EmbeddedPipeline:
         self._wait_http(f"{self.api_url}/ready", timeout_s=90)
         self._progress(f"[2/3 api+sink] ready at {self.api_url}")
 
-        worker_port = free_port()
-        self._progress("[3/3 worker] starting the Faust pricing worker...")
-        self.spawn("worker", ["worker"], {"WORKER__WEB_PORT": str(worker_port)})
-        self.worker_url = f"http://127.0.0.1:{worker_port}"
-        self._wait_http(f"{self.worker_url}/ready", timeout_s=90)
-        self._progress(f"[3/3 worker] consuming (metrics at {self.worker_url}/metrics)")
+        urls = []
+        for n in range(self._workers):
+            name = "worker" if self._workers == 1 else f"worker-{n + 1}"
+            self._progress(f"[3/3 {name}] starting the Faust pricing worker...")
+            port = free_port()
+            self.spawn(name, ["worker"], {"WORKER__WEB_PORT": str(port)})
+            urls.append(f"http://127.0.0.1:{port}")
+        # Workers of one group share the partitions; each is ready once it owns some.
+        for url in urls:
+            self._wait_http(f"{url}/ready", timeout_s=180)
+        self.worker_url = urls[0]
+        self._progress(f"[3/3 worker] {self._workers} consuming (metrics at {self.worker_url}/metrics)")
 
     def pids(self) -> dict[str, int]:
         found = {c.name: c.process.pid for c in self.children}
@@ -121,15 +130,15 @@ class EmbeddedPipeline:
         deadline = time.monotonic() + timeout_s
         child = self.children[-1]
         while time.monotonic() < deadline:
-            if child.process.poll() is not None:
-                raise StartupError(f"{child.name} exited with code {child.process.returncode}; see {child.log_path}")
+            if (problem := self.failed()) is not None:
+                raise StartupError(problem)
             try:
                 if httpx.get(url, timeout=2.0).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
             time.sleep(0.3)
-        raise StartupError(f"{child.name} was not ready within {timeout_s:.0f}s; see {child.log_path}")
+        raise StartupError(f"{url} was not ready within {timeout_s:.0f}s; see the logs in {child.log_path.parent}")
 
     def failed(self, allow_exit: frozenset[str] = frozenset()) -> str | None:
         """Why the pipeline is broken (a process exited), or None. Children named in

@@ -117,7 +117,9 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from benchmarks.run import run_benchmark, table, write
 
-    result = run_benchmark(settings, args.duration, args.freshness_duration, progress=err, backlog=args.backlog)
+    result = run_benchmark(
+        settings, args.duration, args.freshness_duration, progress=err, backlog=args.backlog, workers=args.workers
+    )
     write(result, args.output)
     out(table(result))
     out(f"result: {args.output}")
@@ -190,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure the embedded pipeline (throughput, freshness, baselines)")
     bench.add_argument("--duration", type=float, default=60.0, help="seconds of the throughput phase (default 60)")
     bench.add_argument("--freshness-duration", type=float, default=30.0, help="seconds of the freshness phase")
+    bench.add_argument("--workers", type=int, default=1, help="pricing worker processes (one consumer group)")
     bench.add_argument("--backlog", type=int, default=20_000, help="most events in flight in the throughput phase")
     bench.add_argument("--output", type=Path, default=Path("benchmarks/results/latest.json"))
     bench.set_defaults(func=cmd_bench)
