@@ -6,7 +6,7 @@ import time
 
 from aiokafka import AIOKafkaConsumer
 
-from benchmarks.load import HEADER, ID_LENGTH, Templates, zigzag_varint
+from benchmarks.load import HEADER, ID_LENGTH, Templates, frame_batch
 from schemas.codec import UsageCodec
 
 
@@ -14,8 +14,7 @@ def decode_rate(codec: UsageCodec, templates: Templates, count: int = 20_000, ba
     """Events per second fastavro decodes from batch messages like the load's."""
     bodies = [head[HEADER:] + b"i" * ID_LENGTH + tail for _, head, tail in templates.parts]
     messages = [
-        templates.batch_header + zigzag_varint(batch) + b"".join(bodies[i : i + batch]) + b"\x00"
-        for i in range(0, len(bodies) - batch + 1, batch)
+        frame_batch(templates.batch_header, bodies[i : i + batch]) for i in range(0, len(bodies) - batch + 1, batch)
     ]
     decoded = 0
     started = time.perf_counter()

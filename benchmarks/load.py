@@ -37,6 +37,11 @@ def zigzag_varint(value: int) -> bytes:
     return bytes(out)
 
 
+def frame_batch(header: bytes, bodies: list[bytes]) -> bytes:
+    """A batch message from record bodies: header, one array block (count, records), end."""
+    return header + zigzag_varint(len(bodies)) + b"".join(bodies) + b"\x00"
+
+
 @dataclass
 class Templates:
     """Encoded events split around their id: ``head + id + tail`` (``head`` is the wire header
@@ -107,10 +112,10 @@ class LoadGenerator:
             key, bodies = self._by_key[self._turn % len(self._by_key)]
             self._turn += 1
             size = min(count, self._batch)
-            records = b"".join(
+            records = [
                 head + self._counter.next_id() + tail for head, tail in (bodies[i % len(bodies)] for i in range(size))
-            )
-            value = self._header + zigzag_varint(size) + records + b"\x00"
+            ]
+            value = frame_batch(self._header, records)
             futures.append(await self._producer.send(self._topic, value, key=key))
             count -= size
         await asyncio.gather(*futures)

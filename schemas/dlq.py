@@ -24,10 +24,12 @@ class DeadLetter:
     kind: str
     reason: str
     field_errors: dict[str, str]
+    batch_index: int | None = None
+    """Position of the event in its batch message, when it came out of one."""
 
     @classmethod
-    def from_error(cls, exc: InvalidInputError) -> DeadLetter:
-        return cls(kind=exc.code, reason=exc.message, field_errors=exc.field_errors)
+    def from_error(cls, exc: InvalidInputError, batch_index: int | None = None) -> DeadLetter:
+        return cls(kind=exc.code, reason=exc.message, field_errors=exc.field_errors, batch_index=batch_index)
 
     def headers(
         self, topic: str, partition: int, offset: int, original: list[tuple[str, bytes]] | None = None
@@ -42,5 +44,7 @@ class DeadLetter:
         ]
         if self.field_errors:
             own.append((FIELD_ERRORS, "; ".join(f"{k}: {v}" for k, v in self.field_errors.items()).encode()))
+        if self.batch_index is not None:
+            own.append((BATCH_INDEX, str(self.batch_index).encode()))
         kept = [(k, v) for k, v in (original or []) if not k.startswith("x-dlq-")]
         return kept + own

@@ -16,7 +16,6 @@ import faust
 from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
 from schemas.codec import UsageCodec
-from schemas.dlq import BATCH_INDEX
 from schemas.priced import PricingStatus
 from streams.price_step import price_message
 from streams.pricing import PriceCatalog
@@ -66,7 +65,7 @@ async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: Pric
         outcome = await _until_available(
             partial(price_message, message.value, deps.codec, deps.catalog, deps.providers, now)
         )
-        for letter, value, index in outcome.dead:
+        for letter, value in outcome.dead:
             deps.metrics.events_dead_lettered.labels(letter.kind).inc()
             logger.warning(
                 "dead letter: %s",
@@ -74,8 +73,6 @@ async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: Pric
                 extra={"topic": message.topic, "partition": message.partition, "offset": message.offset},
             )
             headers = letter.headers(message.topic, message.partition, message.offset, _headers(message.headers))
-            if index is not None:
-                headers.append((BATCH_INDEX, str(index).encode()))
             pending.append(await topics.dlq.send(key=message.key, value=value, headers=headers))
         if not outcome.priced:
             continue

@@ -22,7 +22,7 @@ class MessageOutcome:
     """
 
     priced: list[PricedUsage] = field(default_factory=list)
-    dead: list[tuple[DeadLetter, bytes | None, int | None]] = field(default_factory=list)
+    dead: list[tuple[DeadLetter, bytes | None]] = field(default_factory=list)
 
 
 def price_message(
@@ -41,7 +41,7 @@ def price_message(
     try:
         records = codec.decode_records(value)
     except DecodeError as exc:
-        outcome.dead.append((DeadLetter.from_error(exc), value, None))
+        outcome.dead.append((DeadLetter.from_error(exc), value))
         return outcome
     batched = len(records) > 1
     for index, record in enumerate(records):
@@ -49,7 +49,7 @@ def price_message(
             event = usage_from_record(record, providers)
         except EventValidationError as exc:
             original = codec.encode_usage_record(record) if batched else value
-            outcome.dead.append((DeadLetter.from_error(exc), original, index if batched else None))
+            outcome.dead.append((DeadLetter.from_error(exc, index if batched else None), original))
             continue
         outcome.priced.append(price_event(event, catalog, now))
     return outcome

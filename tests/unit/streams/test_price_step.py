@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from schemas.codec import UsageCodec, usage_to_record
-from schemas.dlq import DeadLetter
+from schemas.dlq import BATCH_INDEX, DeadLetter
 from schemas.errors import DecodeError, EventValidationError
 from schemas.priced import PricedUsage, PricingStatus
 from schemas.provider import allowed_providers
@@ -40,8 +40,8 @@ def one(outcome: MessageOutcome) -> PricedUsage | DeadLetter:
     assert len(outcome.priced) + len(outcome.dead) == 1, outcome
     if outcome.priced:
         return outcome.priced[0]
-    letter, _, index = outcome.dead[0]
-    assert index is None
+    letter, _ = outcome.dead[0]
+    assert letter.batch_index is None
     return letter
 
 
@@ -207,8 +207,9 @@ def test_batch_prices_every_event_and_dead_letters_only_the_bad_one(
     data = codec.serde.encode("usage_batch", "s", batch)
     outcome = price_message(data, codec, catalog, PROVIDERS, NOW)
     assert [p.event for p in outcome.priced] == [good[0], good[2]]
-    ((letter, value, index),) = outcome.dead
-    assert (letter.kind, index) == ("VALIDATION_ERROR", 1)
+    ((letter, value),) = outcome.dead
+    assert (letter.kind, letter.batch_index) == ("VALIDATION_ERROR", 1)
+    assert (BATCH_INDEX, b"1") in letter.headers("t", 0, 7)
     assert "prompt_tokens" in letter.field_errors
     # The dead letter is the bad event alone, as a single-event message.
     assert value is not None and codec.serde.decode(value) == batch["events"][1]
