@@ -100,7 +100,8 @@ class EmbeddedPipeline:
         for url in urls:
             self._wait_http(f"{url}/ready", timeout_s=180)
         self.worker_url = urls[0]
-        self._progress(f"[3/3 worker] {self._workers} consuming (metrics at {self.worker_url}/metrics)")
+        who = "worker" if self._workers == 1 else f"{self._workers} workers"
+        self._progress(f"[3/3 {who}] consuming (metrics at {self.worker_url}/metrics)")
 
     def pids(self) -> dict[str, int]:
         found = {c.name: c.process.pid for c in self.children}
