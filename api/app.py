@@ -48,7 +48,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 context.producer = UsageProducer(settings, codec)
                 await context.producer.start()
             if role in ("sink", "all"):
-                context.sink = UsageSink(settings, store, codec, metrics)
+                context.sink = UsageSink(settings, store, metrics)
                 context.sink_task = asyncio.create_task(context.sink.run(context.stop), name="sink")
                 context.sink_task.add_done_callback(partial(_on_sink_exit, context))
             app.state.context = context

@@ -1,10 +1,9 @@
 """Load for the benchmark: realistic events encoded once, re-sent with fresh ids.
 
 Encoding every event at send time would make the load generator, not the pipeline, the
-bottleneck on a 2-core machine. Events are encoded once (varied providers, models, tokens)
-with ids of a fixed length; each send splices new ids into the templates' bytes and frames
-them as one batch message per organization (Avro: a one-block array of the same record
-bodies), byte for byte what ``UsageProducer`` writes.
+bottleneck on a 2-core machine. Batches are encoded once (varied providers, models, tokens)
+with ids of a fixed length; each send splices a fresh ``event_id`` column into the encoded
+batch, byte for byte what ``UsageProducer`` writes.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from schemas.usage import UsageEvent
 
 ID_LENGTH = 36  # < 64, so its Avro length prefix is one byte
 HEADER = 5  # magic byte + schema id
+VARIANTS = 3  # different template events per organization, taken in turn
 
 
 def zigzag_varint(value: int) -> bytes:
@@ -37,37 +37,58 @@ def zigzag_varint(value: int) -> bytes:
     return bytes(out)
 
 
-def frame_batch(header: bytes, bodies: list[bytes]) -> bytes:
-    """A batch message from record bodies: header, one array block (count, records), end."""
-    return header + zigzag_varint(len(bodies)) + b"".join(bodies) + b"\x00"
+def avro_string(value: bytes) -> bytes:
+    return zigzag_varint(len(value)) + value
+
+
+def id_column(ids: list[bytes]) -> bytes:
+    """The ``event_id`` array of a batch: one block (count, length-prefixed ids), then the end."""
+    return zigzag_varint(len(ids)) + b"".join(avro_string(i) for i in ids) + b"\x00"
 
 
 @dataclass
 class Templates:
-    """Encoded events split around their id: ``head + id + tail`` (``head`` is the wire header
-    plus the id's length byte; a record body is ``head[5:] + id + tail``)."""
+    """Encoded batch messages split around their ids: ``prefix + id column + rest``.
 
-    parts: list[tuple[bytes, bytes, bytes]]
-    batch_header: bytes = b""
+    ``prefix`` is the wire header, the organization and the strings; ``rest`` every column
+    after ``event_id``. Built once per (organization, size, variant), byte for byte what
+    ``UsageProducer`` writes for those events.
+    """
+
+    codec: UsageCodec
+    events: dict[str, list[UsageEvent]]
+    _cache: dict[tuple[str, int, int], tuple[bytes, bytes]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, codec: UsageCodec, count: int, seed: int = 7) -> Templates:
         stream = DemoStream(seed)
-        parts = []
+        events: dict[str, list[UsageEvent]] = {}
         for _ in range(count):
             event = stream.event().model_copy(update={"id": "x" * ID_LENGTH})
-            data = codec.encode_usage(event)
-            # Layout: 5-byte header, 1-byte zigzag length (2 * 36), the id, the other fields.
-            assert data[HEADER] == 2 * ID_LENGTH, "unexpected id encoding"
-            key = event.organization_id.encode()
-            parts.append((key, data[: HEADER + 1], data[HEADER + 1 + ID_LENGTH :]))
-        return cls(parts, codec.serde.header("usage_batch", codec.usage_subject))
+            events.setdefault(event.organization_id, []).append(event)
+        return cls(codec, events)
 
-    def by_key(self) -> dict[bytes, list[tuple[bytes, bytes]]]:
-        grouped: dict[bytes, list[tuple[bytes, bytes]]] = {}
-        for key, head, tail in self.parts:
-            grouped.setdefault(key, []).append((head[HEADER:], tail))
-        return grouped
+    @property
+    def organizations(self) -> list[str]:
+        return sorted(self.events)
+
+    def parts(self, organization: str, size: int, variant: int) -> tuple[bytes, bytes]:
+        key = (organization, size, variant % VARIANTS)
+        found = self._cache.get(key)
+        if found is None:
+            pool = self.events[organization]
+            start = key[2] * len(pool) // VARIANTS
+            chosen = [pool[(start + i) % len(pool)] for i in range(size)]
+            message = self.codec.encode_usage_batch(chosen)
+            ids = id_column([b"x" * ID_LENGTH] * size)
+            at = message.index(ids)  # after the header, the organization and the strings
+            found = (message[:at], message[at + len(ids) :])
+            self._cache[key] = found
+        return found
+
+    def message(self, organization: str, ids: list[bytes], variant: int) -> bytes:
+        prefix, rest = self.parts(organization, len(ids), variant)
+        return prefix + id_column(ids) + rest
 
 
 @dataclass
@@ -99,8 +120,8 @@ class LoadGenerator:
     ) -> None:
         self._producer = producer
         self._topic = topic
-        self._header = templates.batch_header
-        self._by_key = list(templates.by_key().items())
+        self._templates = templates
+        self._organizations = templates.organizations
         self._counter = counter
         self._batch = batch
         self._turn = 0
@@ -109,14 +130,13 @@ class LoadGenerator:
         """``count`` distinct events, as batch messages of one organization each."""
         futures = []
         while count > 0:
-            key, bodies = self._by_key[self._turn % len(self._by_key)]
+            organization = self._organizations[self._turn % len(self._organizations)]
+            variant = self._turn // len(self._organizations)
             self._turn += 1
             size = min(count, self._batch)
-            records = [
-                head + self._counter.next_id() + tail for head, tail in (bodies[i % len(bodies)] for i in range(size))
-            ]
-            value = frame_batch(self._header, records)
-            futures.append(await self._producer.send(self._topic, value, key=key))
+            ids = [self._counter.next_id() for _ in range(size)]
+            value = self._templates.message(organization, ids, variant)
+            futures.append(await self._producer.send(self._topic, value, key=organization.encode()))
             count -= size
         await asyncio.gather(*futures)
 

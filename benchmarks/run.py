@@ -124,7 +124,7 @@ async def _measure(
 
     progress("[baselines] fastavro decode and aiokafka consume of the same messages...")
     decode = decode_rate(codec, templates)
-    consume_messages, consume, consumed = await consume_rate(bootstrap, topic, limit=500_000)
+    consume_messages, consume, consumed = await consume_rate(bootstrap, topic, codec.batch_header(), limit=500_000)
     expected = counter.sent + counter.probes
     return {
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},

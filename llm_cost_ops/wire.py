@@ -19,5 +19,4 @@ def build_codec(settings: Settings, http: httpx.Client | None = None) -> UsageCo
     table: SchemaTable
     url = settings.kafka.schema_registry_url
     table = RegistrySchemaTable(url, http or httpx.Client(timeout=10.0)) if url else BuiltinSchemaTable()
-    k = settings.kafka
-    return UsageCodec(AvroSerde(table), f"{k.usage_topic}-value", f"{k.priced_topic}-value")
+    return UsageCodec(AvroSerde(table), f"{settings.kafka.usage_topic}-value")

@@ -1,17 +1,28 @@
-"""The priced usage record: a usage event plus its exact cost, or why it has none."""
+"""Priced usage: the usage columns plus each event's exact cost, or why it has none.
+
+On ``priced-usage`` one message is one Arrow IPC stream holding one table (the priced events
+of one ``usage-events`` message). Arrow, not Avro, on this internal topic: the sink hands the
+table to ClickHouse as it is, and neither the worker nor the sink builds a Python object per
+event (docs/architecture.md, "Wire formats"). Costs are ``decimal128(38, 10)``, exactly the
+ClickHouse ``Decimal(38, 10)`` columns; an unpriced event has null costs, never zero.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, field_validator
+import pyarrow as pa
 
-from schemas.usage import UsageEvent
+from schemas.columns import TIMESTAMP, USAGE_SCHEMA
+from schemas.errors import DecodeError
 
 COST_PLACES = Decimal("0.0000000001")
-"""Every cost is a Decimal quantized to 10 places (Decimal(38, 10) in ClickHouse)."""
+"""Every cost is a Decimal with 10 places (Decimal(38, 10) in ClickHouse)."""
+
+MONEY = pa.decimal128(38, 10)
+CONTENT_TYPE = b"application/vnd.apache.arrow.stream"
+"""The ``content-type`` header of every ``priced-usage`` message."""
 
 
 class PricingStatus(StrEnum):
@@ -19,37 +30,46 @@ class PricingStatus(StrEnum):
     UNPRICED = "unpriced"
 
 
-class CostBreakdown(BaseModel):
-    """Cost components; they add up to ``total_cost`` exactly."""
+PRICE_FIELDS = pa.schema(
+    [
+        ("pricing_status", pa.string()),
+        ("input_cost", MONEY),  # uncached prompt tokens
+        ("cached_cost", MONEY),  # cache-read prompt tokens
+        ("output_cost", MONEY),  # completion tokens less reasoning
+        ("reasoning_cost", MONEY),
+        ("total_cost", MONEY),
+        ("currency", pa.string()),
+        ("price_source", pa.string()),  # catalog or table the price came from
+        ("unpriced_reason", pa.string()),
+        ("priced_at", TIMESTAMP),
+    ]
+)
 
-    model_config = ConfigDict(frozen=True)
-
-    input_cost: Decimal
-    cached_cost: Decimal
-    output_cost: Decimal
-    reasoning_cost: Decimal
-    currency: str = "USD"
-    price_source: str
-
-    @property
-    def total_cost(self) -> Decimal:
-        return self.input_cost + self.cached_cost + self.output_cost + self.reasoning_cost
+PRICED_SCHEMA = pa.schema(list(USAGE_SCHEMA) + list(PRICE_FIELDS))
+"""Columns of a priced table: the ``usage_costs`` columns (but ``written_at``), in order."""
 
 
-class PricedUsage(BaseModel):
-    """What the pricing agent produces for every valid event. Unpriced events keep null costs
-    (never zero) and say why in ``unpriced_reason``."""
+_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+"""Buffers compressed by Arrow itself (LZ4 frame): the message needs no Kafka compression."""
 
-    model_config = ConfigDict(frozen=True)
 
-    event: UsageEvent
-    pricing_status: PricingStatus
-    cost: CostBreakdown | None
-    unpriced_reason: str | None = None
-    priced_at: datetime
+def encode_priced(table: pa.Table) -> bytes:
+    """One priced table as an Arrow IPC stream."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, PRICED_SCHEMA, options=_WRITE_OPTIONS) as writer:
+        writer.write_table(table.cast(PRICED_SCHEMA))
+    return bytes(sink.getvalue())
 
-    @field_validator("priced_at")
-    @classmethod
-    def _millis(cls, value: datetime) -> datetime:
-        # The Avro field holds milliseconds; keep the model equal to its decoded self.
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+def decode_priced(data: bytes | None) -> pa.Table:
+    """The priced table of a message; :class:`DecodeError` when it is not one."""
+    if not data:
+        raise DecodeError("empty message")
+    try:
+        table = pa.ipc.open_stream(data).read_all()
+    except (pa.ArrowException, OSError) as exc:
+        raise DecodeError(f"not an Arrow IPC stream: {exc}") from exc
+    if not table.schema.equals(PRICED_SCHEMA):
+        missing = sorted(set(PRICED_SCHEMA.names) - set(table.schema.names))
+        raise DecodeError(f"not a priced-usage table (missing or mistyped columns: {', '.join(missing) or 'types'})")
+    return table

@@ -14,40 +14,35 @@ import httpx
 from schemas.errors import DecodeError, SchemaRegistryError, SchemaRegistryUnavailableError
 
 USAGE_EVENT = "usage_event"
-PRICED_USAGE = "priced_usage"
 USAGE_BATCH = "usage_batch"
-PRICED_BATCH = "priced_batch"
 
 # Ids of the built-in table. They are part of the wire format: never renumber, only append.
-BUILTIN_IDS: dict[str, int] = {USAGE_EVENT: 1, PRICED_USAGE: 2, USAGE_BATCH: 3, PRICED_BATCH: 4}
-
-# A batch is a record with one field, ``events``: an array of the single-event record. One
-# Kafka message then carries many events of one organization, so per-message costs (Faust,
-# Kafka, framing) are paid once per batch.
-_BATCH_OF: dict[str, tuple[str, str]] = {
-    USAGE_BATCH: (USAGE_EVENT, "UsageBatch"),
-    PRICED_BATCH: (PRICED_USAGE, "PricedBatch"),
-}
+# Retired: 2 and 4 (priced records, now Arrow: streams/priced.py), 3 (the row-wise batch,
+# replaced by the columnar ``usage_batch`` under a new id).
+BUILTIN_IDS: dict[str, int] = {USAGE_EVENT: 1, USAGE_BATCH: 5}
 
 
 @cache
 def schema_text(name: str) -> str:
-    """The schema's JSON text: a shipped ``.avsc``, or a batch built around one."""
-    if name in _BATCH_OF:
-        item, record = _BATCH_OF[name]
-        batch = {
-            "type": "record",
-            "name": record,
-            "namespace": "io.llmcostops.v1",
-            "doc": f"Many {item} records of one organization in one message.",
-            "fields": [{"name": "events", "type": {"type": "array", "items": json.loads(schema_text(item))}}],
-        }
-        return json.dumps(batch)
+    """The schema's JSON text, as shipped in ``schemas/avro/<name>.avsc``."""
     return (resources.files("schemas") / "avro" / f"{name}.avsc").read_text(encoding="utf-8")
 
 
 def parsed_schema(text: str) -> Any:
-    return fastavro.parse_schema(json.loads(text))
+    """The schema as the pipeline reads and writes it: logical types dropped.
+
+    A logical type changes no byte on the wire; dropping it only spares a ``datetime`` per
+    timestamp on decode (timestamps stay epoch milliseconds, as the columns hold them).
+    """
+    return fastavro.parse_schema(_plain(json.loads(text)))
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
 
 
 class SchemaTable(Protocol):

@@ -1,9 +1,10 @@
-"""Priced Avro records -> ``usage_costs`` rows, and the batch-level dedupe."""
+"""Priced tables -> ``usage_costs`` rows: the batch-level dedupe."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 USAGE_COSTS_COLUMNS: tuple[str, ...] = (
     "event_id", "timestamp", "provider", "model", "model_version", "context_window",
@@ -13,34 +14,22 @@ USAGE_COSTS_COLUMNS: tuple[str, ...] = (
     "output_cost", "reasoning_cost", "total_cost", "currency", "price_source",
     "unpriced_reason", "ingested_at", "priced_at",
 )  # fmt: skip
+"""The columns the sink writes (``written_at`` is the table's default)."""
 
 
-def usage_cost_row(record: dict[str, Any]) -> list[Any]:
-    """One decoded ``priced-usage`` record as a row in ``USAGE_COSTS_COLUMNS`` order."""
-    model = record["model"]
-    source = record.get("source") or {}
-    return [
-        record["id"], record["timestamp"], record["provider"], model["name"], model.get("version"),
-        model.get("context_window"), record["organization_id"], record.get("project_id"),
-        record.get("user_id"), record["prompt_tokens"], record["completion_tokens"],
-        record["total_tokens"], record["cached_tokens"], record["reasoning_tokens"],
-        record.get("latency_ms"), list(record.get("tags") or []), dict(record.get("metadata") or {}),
-        source.get("type"), source.get("endpoint"), record["pricing_status"], record.get("input_cost"),
-        record.get("cached_cost"), record.get("output_cost"), record.get("reasoning_cost"),
-        record.get("total_cost"), record["currency"], record.get("price_source"),
-        record.get("unpriced_reason"), record["ingested_at"], record["priced_at"],
-    ]  # fmt: skip
-
-
-def dedupe_rows(rows: Iterable[list[Any]]) -> tuple[list[list[Any]], int]:
+def dedupe(table: pa.Table) -> tuple[pa.Table, int]:
     """Keep the last row per (organization_id, event_id), as the table itself does.
 
     Returns the rows and how many duplicates were dropped. This is only the first line of
     defence: duplicates across batches are collapsed by ReplacingMergeTree and FINAL.
     """
-    latest: dict[tuple[str, str], list[Any]] = {}
-    total = 0
-    for row in rows:
-        total += 1
-        latest[(row[6], row[0])] = row
-    return list(latest.values()), total - len(latest)
+    if table.num_rows < 2:
+        return table, 0
+    keys = table.select(["organization_id", "event_id"]).append_column(
+        "_row", pa.array(np.arange(table.num_rows, dtype=np.int64))
+    )
+    last = keys.group_by(["organization_id", "event_id"], use_threads=False).aggregate([("_row", "max")])
+    if last.num_rows == table.num_rows:
+        return table, 0
+    rows = pc.sort_indices(last.column("_row_max"))
+    return table.take(pc.take(last.column("_row_max"), rows)), table.num_rows - last.num_rows

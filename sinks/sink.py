@@ -3,7 +3,7 @@
 Each cycle:
 
 1. collect records until ``batch_size`` rows or ``flush_seconds`` have passed;
-2. decode them (an undecodable record goes to the DLQ with its reason, never dropped);
+2. decode them (an undecodable message goes to the DLQ with its reason, never dropped);
 3. dedupe the batch by (organization_id, event_id);
 4. insert, retrying with exponential backoff for as long as ClickHouse fails, whatever the
    error (an outage, or a table a bad migration broke): consumption pauses meanwhile, so memory
@@ -21,19 +21,19 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from llm_cost_ops.kafka import bootstrap_servers, producer_config
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.settings import Settings
-from schemas.codec import UsageCodec
 from schemas.dlq import DeadLetter
 from schemas.errors import DecodeError
+from schemas.priced import decode_priced
 from sinks.errors import QueryError, StoreUnavailableError
-from sinks.rows import USAGE_COSTS_COLUMNS, dedupe_rows, usage_cost_row
+from sinks.rows import dedupe
 from sinks.store import ClickHouseStore
 
 logger = logging.getLogger(__name__)
@@ -43,12 +43,13 @@ logger = logging.getLogger(__name__)
 class SinkBatch:
     """Rows and dead letters of one cycle, with the offsets to commit once they are durable."""
 
-    rows: list[list[Any]] = field(default_factory=list)
+    tables: list[pa.Table] = field(default_factory=list)
+    rows: int = 0
     dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.rows) + len(self.dead)
+        return self.rows + len(self.dead)
 
 
 class UsageSink:
@@ -57,14 +58,12 @@ class UsageSink:
     Args:
         settings: brokers, topics, group, batch and retry settings.
         store: the ClickHouse store to write to.
-        codec: decodes the priced messages (single records or batches).
         metrics: counters of rows written, duplicates and failures.
     """
 
-    def __init__(self, settings: Settings, store: ClickHouseStore, codec: UsageCodec, metrics: PipelineMetrics) -> None:
+    def __init__(self, settings: Settings, store: ClickHouseStore, metrics: PipelineMetrics) -> None:
         self._settings = settings
         self._store = store
-        self._codec = codec
         self._metrics = metrics
         self.rows_written = 0
         self.ready = asyncio.Event()
@@ -121,28 +120,31 @@ class UsageSink:
 
     def _add(self, batch: SinkBatch, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
-            rows = [usage_cost_row(r) for r in self._codec.decode_records(record.value)]
-        except (DecodeError, KeyError, TypeError) as exc:
-            batch.dead.append((record, f"priced record unusable by the sink: {exc}"))
+            table = decode_priced(record.value)
+        except DecodeError as exc:
+            batch.dead.append((record, f"priced message unusable by the sink: {exc.message}"))
             return
-        batch.rows.extend(rows)
+        batch.tables.append(table)
+        batch.rows += table.num_rows
 
     async def _write(self, batch: SinkBatch, stop: asyncio.Event) -> bool:
-        rows, duplicates = dedupe_rows(batch.rows)
-        self._metrics.sink_duplicates.inc(duplicates)
-        if not rows:
+        if not batch.rows:
             return True
+        table, duplicates = dedupe(pa.concat_tables(batch.tables))
+        self._metrics.sink_duplicates.inc(duplicates)
+        rows = table.num_rows
         delay = 0.2
         while True:
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self._store.insert, "usage_costs", rows, USAGE_COSTS_COLUMNS)
+                # Rows arrive deduplicated, so the engine's own in-block merge is pure cost.
+                await asyncio.to_thread(self._store.insert_arrow, "usage_costs", table, {"optimize_on_insert": 0})
             except (StoreUnavailableError, QueryError) as exc:
                 self.healthy = False
                 self._metrics.sink_failures.inc()
                 logger.error(
                     "insert failed, retrying in %.1fs: %s", delay, exc,
-                    extra={"operation": "flush", "rows": len(rows)},
+                    extra={"operation": "flush", "rows": rows},
                 )  # fmt: skip
                 try:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
@@ -152,9 +154,9 @@ class UsageSink:
                     continue
             self.healthy = True
             self._metrics.sink_flush_seconds.observe(time.perf_counter() - started)
-            self._metrics.sink_rows.labels("usage_costs").inc(len(rows))
-            self.rows_written += len(rows)
-            logger.debug("flushed", extra={"operation": "flush", "rows": len(rows)})
+            self._metrics.sink_rows.labels("usage_costs").inc(rows)
+            self.rows_written += rows
+            logger.debug("flushed", extra={"operation": "flush", "rows": rows})
             return True
 
     async def _dead_letter(

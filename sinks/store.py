@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import clickhouse_connect
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 
@@ -76,6 +77,11 @@ class ClickHouseStore:
     def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
         with self._lock:
             _guard(lambda: self.client.insert(self.table(table), rows, column_names=list(columns)))
+
+    def insert_arrow(self, table: str, data: pa.Table, settings: dict[str, Any] | None = None) -> None:
+        """Insert a whole Arrow table (columns by name): the engine parses it, no row in Python."""
+        with self._lock:
+            _guard(lambda: self.client.insert_arrow(self.table(table), data, settings=settings))
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         with self._lock:

@@ -27,7 +27,9 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
         producer_acks=-1,
-        producer_compression_type=None if k.compression == "none" else k.compression,
+        # Priced tables are compressed inside their Arrow stream (cheaper than any Kafka codec
+        # here); the worker's other messages (dead letters) are few and small.
+        producer_compression_type=None,
         broker_rebalance_timeout=k.rebalance_timeout_s,
         broker_session_timeout=max(10.0, k.rebalance_timeout_s * 2),
         broker_heartbeat_interval=1.0,

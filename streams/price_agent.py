@@ -12,11 +12,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 import faust
+import pyarrow as pa
 
 from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
 from schemas.codec import UsageCodec
-from schemas.priced import PricingStatus
+from schemas.columns import millis
+from schemas.priced import CONTENT_TYPE, PricingStatus, encode_priced
 from streams.price_step import price_message
 from streams.pricing import PriceCatalog
 from streams.topics import PipelineTopics
@@ -58,12 +60,12 @@ def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgen
 
 
 async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: PriceAgentDeps) -> None:
-    now = datetime.now(UTC)
+    now_ms = millis(datetime.now(UTC))
     pending = []
     for event in events:
         message = event.message
         outcome = await _until_available(
-            partial(price_message, message.value, deps.codec, deps.catalog, deps.providers, now)
+            partial(price_message, message.value, deps.codec, deps.catalog, deps.providers, now_ms)
         )
         for letter, value in outcome.dead:
             deps.metrics.events_dead_lettered.labels(letter.kind).inc()
@@ -74,17 +76,30 @@ async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: Pric
             )
             headers = letter.headers(message.topic, message.partition, message.offset, _headers(message.headers))
             pending.append(await topics.dlq.send(key=message.key, value=value, headers=headers))
-        if not outcome.priced:
+        if outcome.priced is None:
             continue
-        for priced in outcome.priced:
-            deps.metrics.events_priced.labels(priced.pricing_status.value).inc()
-            if priced.pricing_status is PricingStatus.PRICED and priced.cost is not None:
-                deps.metrics.cost_usd.labels(priced.event.provider).inc(float(priced.cost.total_cost))
+        _count(outcome.priced, deps.metrics)
         # One output message per input message, same key: a batch stays a batch downstream.
-        value = await _until_available(partial(deps.codec.encode_priced_batch, outcome.priced))
-        pending.append(await topics.priced.send(key=message.key, value=value))
+        pending.append(
+            await topics.priced.send(
+                key=message.key, value=encode_priced(outcome.priced), headers=[("content-type", CONTENT_TYPE)]
+            )
+        )
     # The broker has every output of the batch before the next batch is taken.
     await asyncio.gather(*pending)
+
+
+def _count(priced: pa.Table, metrics: PipelineMetrics) -> None:
+    """Priced and unpriced events, and dollars per provider (a float is fine for a counter)."""
+    status = priced.column("pricing_status").to_numpy(zero_copy_only=False)
+    done = int((status == PricingStatus.PRICED.value).sum())
+    if done:
+        metrics.events_priced.labels(PricingStatus.PRICED.value).inc(done)
+    if done < priced.num_rows:
+        metrics.events_priced.labels(PricingStatus.UNPRICED.value).inc(priced.num_rows - done)
+    for row in priced.group_by("provider").aggregate([("total_cost", "sum")]).to_pylist():
+        if row["total_cost_sum"] is not None:
+            metrics.cost_usd.labels(row["provider"]).inc(float(row["total_cost_sum"]))
 
 
 async def _until_available(step: Callable[[], T], max_delay_s: float = 30.0) -> T:

@@ -1,9 +1,9 @@
-"""Pricing: a usage event in, its exact cost out. Plain functions, no Faust.
+"""Pricing: a table of usage events in, the same events with their exact costs out. No Faust.
 
 List prices come from the ``genai-prices`` catalog (exact version pinned in pyproject),
-resolved at the event's own timestamp, so a price change never re-prices old traffic.
+resolved at each event's own timestamp, so a price change never re-prices old traffic.
 
-Cost rule, per million tokens, every amount a ``Decimal``:
+Cost rule, per million tokens, every amount exact:
 
 * ``input_cost     = (prompt_tokens - cached_tokens) * input rate``
 * ``cached_cost    = cached_tokens * cache-read rate`` (the input rate where the catalog has none)
@@ -12,129 +12,262 @@ Cost rule, per million tokens, every amount a ``Decimal``:
 
 Where the catalog prices a model in context-length tiers, the tier is chosen by the event's
 prompt tokens and applies to all its tokens, as the providers (and genai-prices) bill it.
-Each component is quantized to 10 places; the total is their sum, so components add up exactly.
-A model the catalog does not know is *unpriced*, never priced at zero.
+Each component is rounded half to even to 10 places; the total is their sum, so components
+add up exactly. A model the catalog does not know is *unpriced*, never priced at zero.
+
+A batch is priced by groups: events of one model whose timestamps fall in one price period
+share their rates, so the catalog is asked once per group and the arithmetic runs on columns
+(:mod:`streams.money`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from datetime import datetime, time
+from decimal import Decimal
 from importlib.metadata import version
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from genai_prices import data_snapshot
-from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices
+from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices, TimeOfDateConstraint
 
-from schemas.priced import COST_PLACES, CostBreakdown, PricedUsage, PricingStatus
-from schemas.usage import UsageEvent
+from schemas.columns import TIMESTAMP, from_millis
+from schemas.priced import PRICED_SCHEMA, PricingStatus
+from streams.money import common_scale, cost_units, decimal_array
 
-MILLION = Decimal(1_000_000)
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRates:
-    """Per-million-token rates in force for one event."""
-
-    input: Decimal
-    cached: Decimal
-    output: Decimal
-    reasoning: Decimal
+_MINUTE_MS = 60_000
 
 
 class UnknownPriceError(LookupError):
     """No price for this provider and model at this time; the event stays unpriced."""
 
 
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """The prices in force for a group of events: per million tokens, flat or tiered."""
+
+    input: Decimal | TieredPrices
+    cached: Decimal | TieredPrices
+    output: Decimal | TieredPrices
+    source: str
+
+
 class PriceCatalog:
-    """List prices from the bundled genai-prices snapshot."""
+    """List prices from the bundled genai-prices snapshot, looked up once per group."""
 
     def __init__(self) -> None:
         self._snapshot = data_snapshot.get_snapshot()
         self.source = f"genai-prices=={version('genai-prices')}"
-        self._models: dict[tuple[str, str], tuple[Provider, ModelInfo]] = {}
+        self._models: dict[tuple[str, str, str | None], tuple[Provider, ModelInfo] | UnknownPriceError] = {}
+        self._rates: dict[tuple[str, str, str | None, int], Rates | UnknownPriceError] = {}
+        self.period_ms = _MINUTE_MS if self._minute_aligned() else 1
+        """Events whose timestamps share this many milliseconds (from the epoch) share prices."""
 
-    def _model(self, provider: str, name: str) -> tuple[Provider, ModelInfo]:
-        key = (provider, name)
-        found = self._models.get(key)
+    def _minute_aligned(self) -> bool:
+        """Whether every price boundary in the catalog falls on a whole UTC minute, so that
+        events of the same minute always share their prices (dates are whole days)."""
+        for provider in self._snapshot.providers:
+            for model in provider.models:
+                for conditional in model.prices if isinstance(model.prices, list) else ():
+                    constraint = conditional.constraint
+                    if isinstance(constraint, TimeOfDateConstraint) and not (
+                        _whole_minute(constraint.start_time) and _whole_minute(constraint.end_time)
+                    ):
+                        return False
+        return True
+
+    def rates(self, provider: str, model: str, model_version: str | None, timestamp_ms: int) -> Rates:
+        """The rates in force at ``timestamp_ms``; :class:`UnknownPriceError` if there are none."""
+        key = (provider, model, model_version, timestamp_ms // self.period_ms)
+        found = self._rates.get(key)
         if found is None:
             try:
-                found = self._snapshot.find_provider_model(name, None, provider, None)
-            except LookupError as exc:
-                raise UnknownPriceError(f"no list price for {provider}/{name} in {self.source}") from exc
-            self._models[key] = found
+                found = self._lookup(provider, model, model_version, timestamp_ms)
+            except UnknownPriceError as exc:
+                found = exc
+            if len(self._rates) > 100_000:
+                self._rates.clear()  # a bound, not an eviction policy: backfills span many periods
+            self._rates[key] = found
+        if isinstance(found, UnknownPriceError):
+            raise found
         return found
 
-    def rates(self, event: UsageEvent) -> tuple[TokenRates, str]:
-        """The rates in force at the event's timestamp, and where they came from."""
-        provider, model = self._resolve(event)
-        price = model.get_prices(event.timestamp)
+    def _lookup(self, provider: str, model: str, model_version: str | None, timestamp_ms: int) -> Rates:
+        found_provider, info = self._resolve(provider, model, model_version)
+        moment = from_millis(timestamp_ms)
+        if not isinstance(moment, datetime):
+            raise UnknownPriceError(f"no price at timestamp {timestamp_ms}")
+        price = info.get_prices(moment)
         if price.input_mtok is None and price.output_mtok is None:
-            raise UnknownPriceError(f"{provider.id}/{model.id} has no token prices in {self.source}")
-        prompt = event.prompt_tokens
-        input_rate = _rate(price, "input_mtok", prompt)
-        cached_rate = _rate(price, "cache_read_mtok", prompt, default=input_rate)
-        output_rate = _rate(price, "output_mtok", prompt)
-        rates = TokenRates(input=input_rate, cached=cached_rate, output=output_rate, reasoning=output_rate)
-        return rates, f"{self.source} {provider.id}/{model.id}"
+            raise UnknownPriceError(f"{found_provider.id}/{info.id} has no token prices in {self.source}")
+        input_rate = _rate(price, "input_mtok")
+        return Rates(
+            input=input_rate,
+            cached=_rate(price, "cache_read_mtok", default=input_rate),
+            output=_rate(price, "output_mtok"),
+            source=f"{self.source} {found_provider.id}/{info.id}",
+        )
 
-    def _resolve(self, event: UsageEvent) -> tuple[Provider, ModelInfo]:
+    def _resolve(self, provider: str, model: str, model_version: str | None) -> tuple[Provider, ModelInfo]:
         # A pinned version ("gpt-4-turbo-2024-04-09") is the more precise reference; fall
         # back to the model name when the catalog does not list the version.
-        if event.model.version:
-            try:
-                return self._model(event.provider, event.model.version.lower())
-            except UnknownPriceError:
-                pass
-        return self._model(event.provider, event.model.name.lower())
+        key = (provider, model, model_version)
+        found = self._models.get(key)
+        if found is None:
+            found = UnknownPriceError(f"no list price for {provider}/{model} in {self.source}")
+            for name in (model_version, model):
+                if not name:
+                    continue
+                try:
+                    found = self._snapshot.find_provider_model(name.lower(), None, provider, None)
+                    break
+                except LookupError:
+                    continue
+            self._models[key] = found
+        if isinstance(found, UnknownPriceError):
+            raise found
+        return found
+
+    def price(self, usage: pa.Table, priced_at_ms: int) -> pa.Table:
+        """``usage`` (validated usage columns) with the price columns of ``PRICED_SCHEMA``."""
+        return _TablePricer(self, usage.combine_chunks()).run(priced_at_ms)
 
 
-def _rate(price: ModelPrice, key: str, prompt_tokens: int, default: Decimal = Decimal(0)) -> Decimal:
+def _whole_minute(value: time) -> bool:
+    offset = value.utcoffset()
+    return value.second == 0 and value.microsecond == 0 and (offset is None or offset.seconds % 60 == 0)
+
+
+def _rate(price: ModelPrice, key: str, default: Decimal | TieredPrices = Decimal(0)) -> Decimal | TieredPrices:
     value = getattr(price, key)
     if value is None:
         return default
-    if isinstance(value, TieredPrices):
-        # Cliff tiers: the highest tier whose start the prompt exceeds applies to every token.
-        applicable = value.base
-        for tier in reversed(value.tiers):
-            if prompt_tokens > tier.start:
-                applicable = tier.price
-                break
-        return Decimal(applicable)
-    return Decimal(value)
+    return value if isinstance(value, TieredPrices) else Decimal(value)
 
 
-def _money(tokens: int, rate: Decimal) -> Decimal:
-    return (Decimal(tokens) * rate / MILLION).quantize(COST_PLACES, rounding=ROUND_HALF_EVEN)
+def _numerators(rate: Decimal | TieredPrices, prompt: np.ndarray) -> tuple[np.ndarray | int, int]:
+    """The numerator of ``rate`` over a power of ten, per row when tiered, and the power.
+
+    Cliff tiers: the highest tier whose start the prompt exceeds applies to every token.
+    """
+    if not isinstance(rate, TieredPrices):
+        (numerator,), scale = common_scale([rate])
+        return numerator, scale
+    tiers = sorted(rate.tiers, key=lambda tier: tier.start)
+    values, scale = common_scale([Decimal(rate.base), *(Decimal(t.price) for t in tiers)])
+    starts = np.array([t.start for t in tiers], dtype=np.int64)
+    # searchsorted(side="left") counts the starts strictly below each prompt: 0 is the base.
+    return np.array(values, dtype=object)[np.searchsorted(starts, prompt, side="left")], scale
 
 
-def cost_breakdown(event: UsageEvent, rates: TokenRates, source: str) -> CostBreakdown:
-    """Apply the cost rule above to one event."""
-    return CostBreakdown(
-        input_cost=_money(event.prompt_tokens - event.cached_tokens, rates.input),
-        cached_cost=_money(event.cached_tokens, rates.cached),
-        output_cost=_money(event.completion_tokens - event.reasoning_tokens, rates.output),
-        reasoning_cost=_money(event.reasoning_tokens, rates.reasoning),
-        currency="USD",
-        price_source=source,
-    )
+_COMPONENTS = ("input", "cached", "output", "reasoning")
 
 
-def price_event(event: UsageEvent, catalog: PriceCatalog, now: datetime) -> PricedUsage:
-    """Price one valid event; an unknown price yields an unpriced record with its reason."""
-    try:
-        rates, source = catalog.rates(event)
-    except UnknownPriceError as exc:
-        return PricedUsage(
-            event=event,
-            pricing_status=PricingStatus.UNPRICED,
-            cost=None,
-            unpriced_reason=str(exc),
-            priced_at=now,
-        )
-    return PricedUsage(
-        event=event,
-        pricing_status=PricingStatus.PRICED,
-        cost=cost_breakdown(event, rates, source),
-        priced_at=now,
-    )
+@dataclass
+class _Component:
+    """One cost component's rate for every row: numerators over ``10**scale`` (Python ints
+    until the scale is known), filled group by group."""
+
+    numerators: np.ndarray
+    scales: np.ndarray
+
+    @classmethod
+    def empty(cls, size: int) -> _Component:
+        return cls(np.zeros(size, dtype=object), np.zeros(size, dtype=np.int64))
+
+    def set(self, rows: np.ndarray, numerators: np.ndarray | int, scale: int) -> None:
+        self.numerators[rows] = numerators
+        self.scales[rows] = scale
+
+    def units(self, tokens: np.ndarray) -> np.ndarray:
+        scale = int(self.scales.max()) if len(self.scales) else 0
+        numerators = self.numerators * (10 ** (scale - self.scales)).astype(object)
+        if len(numerators) and numerators.max() < 2**62:
+            numerators = numerators.astype(np.int64)
+        return cost_units(tokens, numerators, scale)
+
+
+@dataclass
+class _TablePricer:
+    """Prices one table: rates looked up once per group, arithmetic once per column."""
+
+    catalog: PriceCatalog
+    usage: pa.Table
+
+    def run(self, priced_at_ms: int) -> pa.Table:
+        size = self.usage.num_rows
+        column = self.usage.column
+        prompt = column("prompt_tokens").to_numpy()
+        cached = column("cached_tokens").to_numpy()
+        completion = column("completion_tokens").to_numpy()
+        reasoning = column("reasoning_tokens").to_numpy()
+        tokens = {"input": prompt - cached, "cached": cached, "output": completion - reasoning, "reasoning": reasoning}
+        components = {name: _Component.empty(size) for name in _COMPONENTS}
+        priced = np.zeros(size, dtype=bool)
+        sources: np.ndarray = np.full(size, None, dtype=object)
+        reasons: np.ndarray = np.full(size, None, dtype=object)
+        for (provider, model, model_version, timestamp_ms), rows in self._groups():
+            try:
+                rates = self.catalog.rates(provider, model, model_version, timestamp_ms)
+            except UnknownPriceError as exc:
+                reasons[rows] = str(exc)
+                continue
+            priced[rows] = True
+            sources[rows] = rates.source
+            for name, rate in zip(_COMPONENTS, (rates.input, rates.cached, rates.output, rates.output), strict=True):
+                components[name].set(rows, *_numerators(rate, prompt[rows]))
+        units = {name: components[name].units(tokens[name]) for name in _COMPONENTS}
+        units = {name: np.where(priced, u, 0) for name, u in units.items()}
+        if any(u.dtype == object for u in units.values()):
+            units = {name: u.astype(object) for name, u in units.items()}
+        total = units["input"] + units["cached"] + units["output"] + units["reasoning"]
+        status = np.where(priced, PricingStatus.PRICED.value, PricingStatus.UNPRICED.value)
+        arrays = [
+            *self.usage.columns,
+            pa.array(status, pa.string()),
+            *(decimal_array(units[name], priced) for name in _COMPONENTS),
+            decimal_array(total, priced),
+            pa.array(["USD"] * size, pa.string()),
+            pa.array(sources, pa.string()),
+            pa.array(reasons, pa.string()),
+            pa.array(np.full(size, priced_at_ms, dtype=np.int64)).cast(TIMESTAMP),
+        ]
+        return pa.Table.from_arrays(arrays, schema=PRICED_SCHEMA)
+
+    def _groups(self) -> list[tuple[tuple[str, str, str | None, int], np.ndarray]]:
+        """Rows sharing (provider, model, version, price period), with the period's start."""
+        if self.usage.num_rows == 0:
+            return []
+        column = self.usage.column
+        period = self.catalog.period_ms
+        periods = column("timestamp").cast(pa.int64()).to_numpy() // period
+        first = int(periods.min())
+        key = np.zeros(self.usage.num_rows, dtype=np.int64)
+        dictionaries = []
+        for name in ("provider", "model", "model_version"):
+            encoded = pc.dictionary_encode(column(name)).combine_chunks()
+            indices = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64) + 1
+            key = key * (len(encoded.dictionary) + 1) + indices
+            dictionaries.append([None, *encoded.dictionary.to_pylist()])
+        span = int(periods.max()) - first + 1
+        if (int(key.max()) + 1) * span < 2**62:
+            unique, inverse = np.unique(key * span + (periods - first), return_inverse=True)
+        else:  # a batch spread over more periods than one int64 key can number
+            pairs, inverse = np.unique(np.stack([key, periods - first], axis=1), axis=0, return_inverse=True)
+            unique, inverse = pairs[:, 0].astype(object) * span + pairs[:, 1], inverse.reshape(-1)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
+        sizes = [len(d) for d in dictionaries]
+        groups = []
+        for index, combined in enumerate(unique.tolist()):
+            packed, slot = divmod(combined, span)
+            parts = []
+            for size in reversed(sizes):
+                packed, part = divmod(packed, size)
+                parts.append(part)
+            provider, model, model_version = (d[p] for d, p in zip(dictionaries, reversed(parts), strict=True))
+            moment = (first + slot) * period
+            groups.append(((provider, model, model_version, moment), order[bounds[index] : bounds[index + 1]]))
+        return groups

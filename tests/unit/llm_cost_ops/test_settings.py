@@ -47,7 +47,7 @@ def test_defaults_need_no_env() -> None:
         "usage-dlq",
     )
     assert settings.kafka.partitions == 8
-    assert settings.kafka.compression == "lz4"
+    assert settings.kafka.compression == "zstd"
     assert settings.kafka.idempotent_producer is None
     assert settings.clickhouse.url is None
     assert settings.clickhouse.database == "costops"

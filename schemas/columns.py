@@ -1,0 +1,252 @@
+"""Usage events as columns: an Arrow table with one row per event.
+
+The pricing stage works on whole batches, so events travel as columns from the moment a
+message is decoded: the Avro batch record (``usage_batch.avsc``, one array per field) maps
+onto the table column for column, and a single-event record becomes a one-row table. Column
+names are those of the ClickHouse table ``usage_costs``, so a priced table is inserted as is.
+
+Timestamps are milliseconds since the epoch (UTC) everywhere in this module: the schemas'
+``timestamp-millis`` logical type is not converted on the way in or out (see
+``registry.parsed_schema``), so no ``datetime`` is built per event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from itertools import chain
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.errors import DecodeError
+from schemas.usage import UsageEvent
+
+TIMESTAMP = pa.timestamp("ms", tz="UTC")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+USAGE_SCHEMA = pa.schema(
+    [
+        ("organization_id", pa.string()),
+        ("event_id", pa.string()),
+        ("timestamp", TIMESTAMP),
+        ("provider", pa.string()),
+        ("model", pa.string()),
+        ("model_version", pa.string()),
+        ("context_window", pa.int64()),
+        ("project_id", pa.string()),
+        ("user_id", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("total_tokens", pa.int64()),
+        ("cached_tokens", pa.int64()),
+        ("reasoning_tokens", pa.int64()),
+        ("latency_ms", pa.int64()),
+        ("tags", pa.list_(pa.string())),
+        ("metadata", pa.map_(pa.string(), pa.string())),
+        ("source_type", pa.string()),
+        ("source_endpoint", pa.string()),
+        ("ingested_at", TIMESTAMP),
+    ]
+)
+"""The usage columns."""
+
+BATCH_COLUMNS: tuple[str, ...] = tuple(USAGE_SCHEMA.names[1:])
+"""The batch record's per-event arrays (it adds ``organization_id`` and ``strings``)."""
+
+
+def millis(value: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime (exact: no float on the way)."""
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+def from_millis(value: int) -> datetime | int:
+    """The datetime of an epoch-milliseconds value; the number itself when no datetime can
+    hold it, so validation reports it instead of a conversion crashing."""
+    try:
+        return EPOCH + timedelta(milliseconds=value)
+    except OverflowError:
+        return value
+
+
+def is_batch(record: dict[str, Any]) -> bool:
+    """Whether a decoded record is a batch (columns) rather than a single event."""
+    return isinstance(record.get("event_id"), list)
+
+
+_REFERENCES = ("provider", "model", "model_version", "project_id", "user_id", "source_type", "source_endpoint")
+_NUMBERS = ("context_window", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
+            "reasoning_tokens", "latency_ms")  # fmt: skip
+_NULL_NUMBER = {"context_window": 0, "latency_ms": -1}
+"""The value standing for null in the batch's numeric columns (never valid otherwise)."""
+
+
+def table_from_batch(record: dict[str, Any]) -> pa.Table:
+    """The table of a decoded ``UsageBatch`` record; :class:`DecodeError` when its columns
+    disagree on the number of events or a reference points nowhere (no schema can say that)."""
+    size = len(record["event_id"])
+    for name in BATCH_COLUMNS:
+        if len(record[name]) != size:
+            raise DecodeError(f"batch column {name} has {len(record[name])} items, event_id has {size}")
+    strings = pa.array(record["strings"], pa.string())
+    columns: dict[str, pa.Array] = {
+        "organization_id": pa.array([record["organization_id"]] * size, pa.string()),
+        "event_id": pa.array(record["event_id"], pa.string()),
+        "timestamp": pa.array(record["timestamp"], pa.int64()).cast(TIMESTAMP),
+        "ingested_at": pa.array(record["ingested_at"], pa.int64()).cast(TIMESTAMP),
+        "tags": _lists(record["tags"], strings, "tags"),
+        "metadata": _maps(record["metadata"], strings),
+    }
+    for name in _REFERENCES:
+        columns[name] = _dereference(np.array(record[name], dtype=np.int64), strings, name)
+    for name in _NUMBERS:
+        values = np.array(record[name], dtype=np.int64)
+        null = _NULL_NUMBER.get(name)
+        columns[name] = pa.array(values, mask=values == null) if null is not None else pa.array(values)
+    return pa.Table.from_pydict(columns, schema=USAGE_SCHEMA)
+
+
+def _dereference(indices: np.ndarray, strings: pa.Array, name: str) -> pa.Array:
+    """Strings by index, null where the index is -1."""
+    if len(indices) and (indices.min() < -1 or indices.max() >= len(strings)):
+        raise DecodeError(f"batch column {name} refers to a string the batch does not hold")
+    return strings.take(pa.array(indices, mask=indices < 0))
+
+
+def _flatten(lists: list[list[int]], strings: pa.Array, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and flat indices of a column of index lists."""
+    offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+    np.cumsum([len(item) for item in lists], out=offsets[1:])
+    flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(offsets[-1]))
+    if len(flat) and (flat.min() < 0 or flat.max() >= len(strings)):
+        raise DecodeError(f"batch column {name} refers to a string the batch does not hold")
+    return offsets, flat
+
+
+def _lists(lists: list[list[int]], strings: pa.Array, name: str) -> pa.Array:
+    offsets, flat = _flatten(lists, strings, name)
+    return pa.ListArray.from_arrays(pa.array(offsets), strings.take(pa.array(flat)))
+
+
+def _maps(lists: list[list[int]], strings: pa.Array) -> pa.Array:
+    offsets, flat = _flatten(lists, strings, "metadata")
+    if offsets[-1] % 2 or any(len(item) % 2 for item in lists):
+        raise DecodeError("batch column metadata holds a key without a value")
+    keys, values = strings.take(pa.array(flat[0::2])), strings.take(pa.array(flat[1::2]))
+    return pa.MapArray.from_arrays(pa.array(offsets // 2), keys, values)
+
+
+def table_from_records(records: Sequence[dict[str, Any]]) -> pa.Table:
+    """The table of decoded single-event ``UsageEvent`` records (nested model and source)."""
+    columns: dict[str, list[Any]] = {name: [] for name in USAGE_SCHEMA.names}
+    for record in records:
+        model = record["model"]
+        source = record.get("source") or {}
+        for name, value in (
+            ("organization_id", record["organization_id"]), ("event_id", record["id"]),
+            ("timestamp", record["timestamp"]), ("provider", record["provider"]), ("model", model["name"]),
+            ("model_version", model.get("version")), ("context_window", model.get("context_window")),
+            ("project_id", record.get("project_id")), ("user_id", record.get("user_id")),
+            ("prompt_tokens", record["prompt_tokens"]), ("completion_tokens", record["completion_tokens"]),
+            ("total_tokens", record["total_tokens"]), ("cached_tokens", record["cached_tokens"]),
+            ("reasoning_tokens", record["reasoning_tokens"]), ("latency_ms", record.get("latency_ms")),
+            ("tags", record.get("tags") or []), ("metadata", record.get("metadata") or {}),
+            ("source_type", source.get("type")), ("source_endpoint", source.get("endpoint")),
+            ("ingested_at", record["ingested_at"]),
+        ):  # fmt: skip
+            columns[name].append(value)
+    return pa.Table.from_pydict(columns, schema=USAGE_SCHEMA)
+
+
+def event_record(event: UsageEvent) -> dict[str, Any]:
+    """The ``UsageEvent`` Avro record of a validated event (timestamps in milliseconds)."""
+    record = event.model_dump(mode="python")
+    record["timestamp"] = millis(event.timestamp)
+    record["ingested_at"] = millis(event.ingested_at)
+    return record
+
+
+def batch_record(events: Sequence[UsageEvent]) -> dict[str, Any]:
+    """The ``UsageBatch`` Avro record of validated events of one organization."""
+    if not events:
+        raise ValueError("a batch holds at least one event")
+    organization = events[0].organization_id
+    if any(e.organization_id != organization for e in events):
+        raise ValueError("a batch holds the events of one organization")
+    strings: dict[str, int] = {}
+
+    def ref(value: str | None) -> int:
+        return -1 if value is None else strings.setdefault(value, len(strings))
+
+    return {
+        "organization_id": organization,
+        "event_id": [e.id for e in events],
+        "timestamp": [millis(e.timestamp) for e in events],
+        "provider": [ref(e.provider) for e in events],
+        "model": [ref(e.model.name) for e in events],
+        "model_version": [ref(e.model.version) for e in events],
+        "context_window": [e.model.context_window or 0 for e in events],
+        "project_id": [ref(e.project_id) for e in events],
+        "user_id": [ref(e.user_id) for e in events],
+        "prompt_tokens": [e.prompt_tokens for e in events],
+        "completion_tokens": [e.completion_tokens for e in events],
+        "total_tokens": [e.tokens_total for e in events],
+        "cached_tokens": [e.cached_tokens for e in events],
+        "reasoning_tokens": [e.reasoning_tokens for e in events],
+        "latency_ms": [-1 if e.latency_ms is None else e.latency_ms for e in events],
+        "tags": [[ref(tag) for tag in e.tags] for e in events],
+        "metadata": [[ref(part) for item in e.metadata.items() for part in item] for e in events],
+        "source_type": [ref(e.source.type if e.source else None) for e in events],
+        "source_endpoint": [ref(e.source.endpoint if e.source else None) for e in events],
+        "ingested_at": [millis(e.ingested_at) for e in events],
+        # Last: every reference above has added its text by now.
+        "strings": list(strings),
+    }
+
+
+def table_from_events(events: Sequence[UsageEvent]) -> pa.Table:
+    """The table of validated events (any organizations)."""
+    return table_from_records([event_record(e) for e in events])
+
+
+def row_record(table: pa.Table, index: int) -> dict[str, Any]:
+    """Row ``index`` as a single-event ``UsageEvent`` Avro record (timestamps in milliseconds):
+    what a dead letter taken out of a batch is re-encoded as, and what validation reads."""
+    row = {
+        name: (column.cast(pa.int64()) if column.type == TIMESTAMP else column)[index].as_py()
+        for name, column in zip(table.column_names, table.columns, strict=True)
+    }
+    source = None
+    if row["source_type"] is not None or row["source_endpoint"] is not None:
+        # An endpoint without a type stays visible to validation instead of vanishing.
+        source = {"type": row["source_type"], "endpoint": row["source_endpoint"]}
+    return {
+        "id": row["event_id"],
+        "timestamp": row["timestamp"],
+        "provider": row["provider"],
+        "model": {"name": row["model"], "version": row["model_version"], "context_window": row["context_window"]},
+        "organization_id": row["organization_id"],
+        "project_id": row["project_id"],
+        "user_id": row["user_id"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "total_tokens": row["total_tokens"],
+        "cached_tokens": row["cached_tokens"],
+        "reasoning_tokens": row["reasoning_tokens"],
+        "latency_ms": row["latency_ms"],
+        "tags": row["tags"] or [],
+        "metadata": dict(row["metadata"] or []),
+        "source": source,
+        "ingested_at": row["ingested_at"],
+    }
+
+
+def validation_input(record: dict[str, Any]) -> dict[str, Any]:
+    """A single-event record as :meth:`UsageEvent.parse` reads it (datetimes, not millis)."""
+    return {
+        **record,
+        "timestamp": from_millis(record["timestamp"]),
+        "ingested_at": from_millis(record["ingested_at"]),
+    }
