@@ -24,19 +24,21 @@ from schemas.errors import DecodeError
 from schemas.usage import UsageEvent
 
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
+TEXT = pa.dictionary(pa.int32(), pa.string())
+"""Text that repeats across a batch: stored once per message, as the batch itself does."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 USAGE_SCHEMA = pa.schema(
     [
-        ("organization_id", pa.string()),
+        ("organization_id", TEXT),
         ("event_id", pa.string()),
         ("timestamp", TIMESTAMP),
-        ("provider", pa.string()),
-        ("model", pa.string()),
-        ("model_version", pa.string()),
+        ("provider", TEXT),
+        ("model", TEXT),
+        ("model_version", TEXT),
         ("context_window", pa.int64()),
-        ("project_id", pa.string()),
-        ("user_id", pa.string()),
+        ("project_id", TEXT),
+        ("user_id", TEXT),
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
         ("total_tokens", pa.int64()),
@@ -45,12 +47,12 @@ USAGE_SCHEMA = pa.schema(
         ("latency_ms", pa.int64()),
         ("tags", pa.list_(pa.string())),
         ("metadata", pa.map_(pa.string(), pa.string())),
-        ("source_type", pa.string()),
-        ("source_endpoint", pa.string()),
+        ("source_type", TEXT),
+        ("source_endpoint", TEXT),
         ("ingested_at", TIMESTAMP),
     ]
 )
-"""The usage columns."""
+"""The usage columns. ``TEXT`` columns are dictionary-encoded; ClickHouse takes them as they are."""
 
 BATCH_COLUMNS: tuple[str, ...] = tuple(USAGE_SCHEMA.names[1:])
 """The batch record's per-event arrays (it adds ``organization_id`` and ``strings``)."""
@@ -88,51 +90,62 @@ def table_from_batch(record: dict[str, Any]) -> pa.Table:
     disagree on the number of events or a reference points nowhere (no schema can say that)."""
     size = len(record["event_id"])
     for name in BATCH_COLUMNS:
-        if len(record[name]) != size:
-            raise DecodeError(f"batch column {name} has {len(record[name])} items, event_id has {size}")
+        if _rows(record[name]) != size:
+            raise DecodeError(f"batch column {name} has {_rows(record[name])} items, event_id has {size}")
     strings = pa.array(record["strings"], pa.string())
     columns: dict[str, pa.Array] = {
-        "organization_id": pa.array([record["organization_id"]] * size, pa.string()),
+        "organization_id": pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(size, dtype=np.int32)), pa.array([record["organization_id"]], pa.string())
+        ),
         "event_id": pa.array(record["event_id"], pa.string()),
-        "timestamp": pa.array(record["timestamp"], pa.int64()).cast(TIMESTAMP),
-        "ingested_at": pa.array(record["ingested_at"], pa.int64()).cast(TIMESTAMP),
+        "timestamp": pa.array(np.asarray(record["timestamp"], dtype=np.int64)).cast(TIMESTAMP),
+        "ingested_at": pa.array(np.asarray(record["ingested_at"], dtype=np.int64)).cast(TIMESTAMP),
         "tags": _lists(record["tags"], strings, "tags"),
         "metadata": _maps(record["metadata"], strings),
     }
     for name in _REFERENCES:
-        columns[name] = _dereference(np.array(record[name], dtype=np.int64), strings, name)
+        columns[name] = _dereference(np.asarray(record[name], dtype=np.int64), strings, name)
     for name in _NUMBERS:
-        values = np.array(record[name], dtype=np.int64)
+        values = np.asarray(record[name], dtype=np.int64)
         null = _NULL_NUMBER.get(name)
         columns[name] = pa.array(values, mask=values == null) if null is not None else pa.array(values)
     return pa.Table.from_pydict(columns, schema=USAGE_SCHEMA)
 
 
+def _rows(column: Any) -> int:
+    # Nested lists come as (offsets, flat values) from the vectorized reader.
+    return len(column[0]) - 1 if isinstance(column, tuple) else len(column)
+
+
 def _dereference(indices: np.ndarray, strings: pa.Array, name: str) -> pa.Array:
-    """Strings by index, null where the index is -1."""
+    """The batch's references as a dictionary column over its strings; -1 is null."""
     if len(indices) and (indices.min() < -1 or indices.max() >= len(strings)):
         raise DecodeError(f"batch column {name} refers to a string the batch does not hold")
-    return strings.take(pa.array(indices, mask=indices < 0))
+    return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32), mask=indices < 0), strings)
 
 
-def _flatten(lists: list[list[int]], strings: pa.Array, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Offsets and flat indices of a column of index lists."""
-    offsets = np.zeros(len(lists) + 1, dtype=np.int32)
-    np.cumsum([len(item) for item in lists], out=offsets[1:])
-    flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(offsets[-1]))
+def _flatten(lists: Any, strings: pa.Array, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and flat indices of a column of index lists (lists, or offsets and values)."""
+    if isinstance(lists, tuple):
+        offsets, flat = lists
+        offsets = offsets.astype(np.int32)
+    else:
+        offsets = np.zeros(len(lists) + 1, dtype=np.int32)
+        np.cumsum([len(item) for item in lists], out=offsets[1:])
+        flat = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(offsets[-1]))
     if len(flat) and (flat.min() < 0 or flat.max() >= len(strings)):
         raise DecodeError(f"batch column {name} refers to a string the batch does not hold")
     return offsets, flat
 
 
-def _lists(lists: list[list[int]], strings: pa.Array, name: str) -> pa.Array:
+def _lists(lists: Any, strings: pa.Array, name: str) -> pa.Array:
     offsets, flat = _flatten(lists, strings, name)
     return pa.ListArray.from_arrays(pa.array(offsets), strings.take(pa.array(flat)))
 
 
-def _maps(lists: list[list[int]], strings: pa.Array) -> pa.Array:
+def _maps(lists: Any, strings: pa.Array) -> pa.Array:
     offsets, flat = _flatten(lists, strings, "metadata")
-    if offsets[-1] % 2 or any(len(item) % 2 for item in lists):
+    if (offsets % 2).any():
         raise DecodeError("batch column metadata holds a key without a value")
     keys, values = strings.take(pa.array(flat[0::2])), strings.take(pa.array(flat[1::2]))
     return pa.MapArray.from_arrays(pa.array(offsets // 2), keys, values)

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-from schemas.columns import TIMESTAMP, USAGE_SCHEMA
+from schemas.columns import TEXT, TIMESTAMP, USAGE_SCHEMA
 from schemas.errors import DecodeError
 
 COST_PLACES = Decimal("0.0000000001")
@@ -32,15 +32,15 @@ class PricingStatus(StrEnum):
 
 PRICE_FIELDS = pa.schema(
     [
-        ("pricing_status", pa.string()),
+        ("pricing_status", TEXT),
         ("input_cost", MONEY),  # uncached prompt tokens
         ("cached_cost", MONEY),  # cache-read prompt tokens
         ("output_cost", MONEY),  # completion tokens less reasoning
         ("reasoning_cost", MONEY),
         ("total_cost", MONEY),
-        ("currency", pa.string()),
-        ("price_source", pa.string()),  # catalog or table the price came from
-        ("unpriced_reason", pa.string()),
+        ("currency", TEXT),
+        ("price_source", TEXT),  # catalog or table the price came from
+        ("unpriced_reason", TEXT),
         ("priced_at", TIMESTAMP),
     ]
 )
@@ -49,15 +49,11 @@ PRICED_SCHEMA = pa.schema(list(USAGE_SCHEMA) + list(PRICE_FIELDS))
 """Columns of a priced table: the ``usage_costs`` columns (but ``written_at``), in order."""
 
 
-_WRITE_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
-"""Buffers compressed by Arrow itself (LZ4 frame): the message needs no Kafka compression."""
-
-
 def encode_priced(table: pa.Table) -> bytes:
     """One priced table as an Arrow IPC stream."""
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, PRICED_SCHEMA, options=_WRITE_OPTIONS) as writer:
-        writer.write_table(table.cast(PRICED_SCHEMA))
+    with pa.ipc.new_stream(sink, PRICED_SCHEMA) as writer:
+        writer.write_table(table if table.schema.equals(PRICED_SCHEMA) else table.cast(PRICED_SCHEMA))
     return bytes(sink.getvalue())
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import fastavro
 
+from schemas.batch_reader import read_batch, supports
 from schemas.errors import DecodeError
 from schemas.registry import SchemaTable
 
@@ -24,6 +25,7 @@ class AvroSerde:
 
     def __init__(self, table: SchemaTable) -> None:
         self._table = table
+        self._columnar: dict[int, bool] = {}
 
     def header(self, name: str, subject: str) -> bytes:
         """The 5-byte wire header of schema ``name`` (for writers that splice Avro bodies)."""
@@ -37,7 +39,11 @@ class AvroSerde:
         return buffer.getvalue()
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
-        """Decode one message; :class:`DecodeError` says exactly what is wrong with it."""
+        """Decode one message; :class:`DecodeError` says exactly what is wrong with it.
+
+        A columnar record's arrays of numbers come back as numpy arrays, and its arrays of
+        number arrays as ``(offsets, flat values)``; everything else as fastavro gives it.
+        """
         if not data:
             raise DecodeError("empty message")
         if len(data) < _HEADER.size:
@@ -46,6 +52,12 @@ class AvroSerde:
         if magic != MAGIC:
             raise DecodeError(f"magic byte is {magic}, expected {MAGIC} (not Confluent wire format)")
         schema = self._table.schema_for(schema_id)
+        columnar = self._columnar.get(schema_id)
+        if columnar is None:
+            columnar = self._columnar[schema_id] = supports(schema)
+        if columnar:
+            # Columns of numbers: decoded in bulk, not item by item (schemas.batch_reader).
+            return read_batch(data, _HEADER.size, schema)
         buffer = io.BytesIO(data)
         buffer.seek(_HEADER.size)
         try:

@@ -72,18 +72,21 @@ def rows_to_recheck(table: pa.Table, providers: frozenset[str], now_ms: int) -> 
         return flag
     table = table.combine_chunks()  # one chunk: list parent indices are then row numbers
     flag |= _nulls(table, _REQUIRED)
-    ids = table.column("event_id")
-    flag |= _mask(pc.or_(pc.greater(pc.utf8_length(ids), 128), pc.equal(pc.utf8_length(ids), 0)))
+    ids = table.column("event_id").combine_chunks()
+    # Bytes bound characters from above: a flag on a long non-ASCII id is only a recheck.
+    offsets = np.frombuffer(ids.buffers()[1], dtype=np.int32, count=ids.offset + len(ids) + 1)[ids.offset :]
+    sizes = np.diff(offsets)
+    flag |= (sizes == 0) | (sizes > 128)
     flag |= _mask(pc.match_substring_regex(ids, _WHITESPACE))
-    flag |= ~_mask(pc.is_in(table.column("provider"), value_set=pa.array(sorted(providers), pa.string())))
+    flag |= _values_failing(table.column("provider"), providers.__contains__, nullable=False)
     for name, (check, nullable) in _CHECKS.items():
-        flag |= _distinct_values_failing(table.column(name), check, nullable)
+        flag |= _values_failing(table.column(name), check, nullable)
     flag |= _token_rules(table)
     flag |= _out_of(table.column("context_window"), 1, 100_000_000)
     flag |= _out_of(table.column("latency_ms"), 0, 86_400_000)
     timestamps = table.column("timestamp").cast(pa.int64())
     flag |= _out_of(timestamps, _EARLIEST_MS, now_ms + _FUTURE_MS)
-    flag |= _mask(pc.greater(pc.utf8_length(table.column("source_endpoint")), 500))
+    flag |= _values_failing(table.column("source_endpoint"), lambda value: len(value) <= 500, nullable=True)
     # An endpoint without a source type cannot be represented as a source: let the model say so.
     flag |= _mask(pc.and_(pc.is_null(table.column("source_type")), pc.is_valid(table.column("source_endpoint"))))
     flag |= _tag_rules(table.column("tags"))
@@ -109,16 +112,33 @@ def _out_of(values: pa.ChunkedArray, low: int, high: int) -> np.ndarray:
     return _mask(pc.or_(pc.less(values, low), pc.greater(values, high)))
 
 
-def _distinct_values_failing(column: pa.ChunkedArray, check: Callable[[str], bool], nullable: bool) -> np.ndarray:
-    """Check each distinct value once (these columns repeat a few values across a batch)."""
-    bad = [v for v in pc.unique(column).to_pylist() if (v is None and not nullable) or (v is not None and not check(v))]
-    if not bad:
-        return np.zeros(len(column), dtype=bool)
-    values = [v for v in bad if v is not None]
-    flag = _mask(pc.is_in(column, value_set=pa.array(values, pa.string())))
-    if None in bad:
-        flag |= _mask(pc.is_null(column))
+def _values_failing(column: pa.ChunkedArray, check: Callable[[str], bool], nullable: bool) -> np.ndarray:
+    """Rows whose value fails ``check`` (or is null where null is not allowed). Each distinct
+    value is checked once: these are dictionary columns of a few values per batch."""
+    values = column.combine_chunks()
+    if not pa.types.is_dictionary(values.type):
+        values = pc.dictionary_encode(values)
+    indices = _codes(values.indices)
+    dictionary = values.dictionary
+    # Only the values this column uses: a batch's dictionary also holds other columns' text.
+    bad = [i for i in np.unique(indices[indices >= 0]).tolist() if not _passes(dictionary[i].as_py(), check)]
+    flag = np.isin(indices, bad) if bad else np.zeros(len(values), dtype=bool)
+    if not nullable:
+        flag |= indices < 0
     return flag
+
+
+def _passes(value: str | None, check: Callable[[str], bool]) -> bool:
+    return value is not None and check(value)
+
+
+def _codes(indices: pa.Array) -> np.ndarray:
+    """Dictionary indices as int64, -1 where null (read from the buffers: no kernel call)."""
+    raw = np.frombuffer(indices.buffers()[1], dtype=np.int32, count=indices.offset + len(indices))
+    codes = raw[indices.offset :].astype(np.int64)
+    if indices.null_count:
+        codes[~_mask(indices.is_valid())] = -1
+    return codes
 
 
 def _token_rules(table: pa.Table) -> np.ndarray:

@@ -25,8 +25,13 @@ def dedupe(table: pa.Table) -> tuple[pa.Table, int]:
     """
     if table.num_rows < 2:
         return table, 0
-    keys = table.select(["organization_id", "event_id"]).append_column(
-        "_row", pa.array(np.arange(table.num_rows, dtype=np.int64))
+    keys = pa.table(
+        {
+            # Plain text keys: the messages' dictionaries differ, and grouping cannot unify them.
+            "organization_id": table.column("organization_id").cast(pa.string()),
+            "event_id": table.column("event_id"),
+            "_row": pa.array(np.arange(table.num_rows, dtype=np.int64)),
+        }
     )
     last = keys.group_by(["organization_id", "event_id"], use_threads=False).aggregate([("_row", "max")])
     if last.num_rows == table.num_rows:

@@ -130,7 +130,8 @@ class UsageSink:
     async def _write(self, batch: SinkBatch, stop: asyncio.Event) -> bool:
         if not batch.rows:
             return True
-        table, duplicates = dedupe(pa.concat_tables(batch.tables))
+        # One chunk, dictionaries unified: what one Arrow stream to ClickHouse can carry.
+        table, duplicates = dedupe(pa.concat_tables(batch.tables).combine_chunks())
         self._metrics.sink_duplicates.inc(duplicates)
         rows = table.num_rows
         delay = 0.2

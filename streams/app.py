@@ -27,8 +27,8 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
         producer_acks=-1,
-        # Priced tables are compressed inside their Arrow stream (cheaper than any Kafka codec
-        # here); the worker's other messages (dead letters) are few and small.
+        # Not compressed: a priced table is ~150 bytes an event (text dictionary-encoded), and
+        # every codec measured here cost the worker more than all its pricing (docs/performance.md).
         producer_compression_type=None,
         broker_rebalance_timeout=k.rebalance_timeout_s,
         broker_session_timeout=max(10.0, k.rebalance_timeout_s * 2),

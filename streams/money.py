@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from functools import lru_cache
 from typing import cast
 
 import numpy as np
@@ -24,6 +25,7 @@ _PER_MILLION_PLACES = 6
 _SAFE = 2**62  # products below this fit int64 even doubled (for the rounding test)
 
 
+@lru_cache(maxsize=4096)
 def fixed_point(rate: Decimal) -> tuple[int, int]:
     """``rate`` as ``(n, s)`` with ``rate == n * 10**-s`` and ``s >= 0``."""
     sign, digits, exponent = rate.as_tuple()

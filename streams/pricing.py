@@ -33,9 +33,9 @@ import pyarrow.compute as pc
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices, TimeOfDateConstraint
 
-from schemas.columns import TIMESTAMP, from_millis
+from schemas.columns import TEXT, TIMESTAMP, from_millis
 from schemas.priced import PRICED_SCHEMA, PricingStatus
-from streams.money import common_scale, cost_units, decimal_array
+from streams.money import common_scale, cost_units, decimal_array, fixed_point
 
 _MINUTE_MS = 60_000
 
@@ -153,8 +153,7 @@ def _numerators(rate: Decimal | TieredPrices, prompt: np.ndarray) -> tuple[np.nd
     Cliff tiers: the highest tier whose start the prompt exceeds applies to every token.
     """
     if not isinstance(rate, TieredPrices):
-        (numerator,), scale = common_scale([rate])
-        return numerator, scale
+        return fixed_point(rate)
     tiers = sorted(rate.tiers, key=lambda tier: tier.start)
     values, scale = common_scale([Decimal(rate.base), *(Decimal(t.price) for t in tiers)])
     starts = np.array([t.start for t in tiers], dtype=np.int64)
@@ -223,15 +222,18 @@ class _TablePricer:
         if any(u.dtype == object for u in units.values()):
             units = {name: u.astype(object) for name, u in units.items()}
         total = units["input"] + units["cached"] + units["output"] + units["reasoning"]
-        status = np.where(priced, PricingStatus.PRICED.value, PricingStatus.UNPRICED.value)
+        status = pa.DictionaryArray.from_arrays(
+            pa.array(np.where(priced, 0, 1).astype(np.int32)),
+            pa.array([PricingStatus.PRICED.value, PricingStatus.UNPRICED.value]),
+        )
         arrays = [
             *self.usage.columns,
-            pa.array(status, pa.string()),
+            status,
             *(decimal_array(units[name], priced) for name in _COMPONENTS),
             decimal_array(total, priced),
-            pa.array(["USD"] * size, pa.string()),
-            pa.array(sources, pa.string()),
-            pa.array(reasons, pa.string()),
+            pa.DictionaryArray.from_arrays(pa.array(np.zeros(size, dtype=np.int32)), pa.array(["USD"])),
+            pa.array(sources.tolist(), TEXT),
+            pa.array(reasons.tolist(), TEXT),
             pa.array(np.full(size, priced_at_ms, dtype=np.int64)).cast(TIMESTAMP),
         ]
         return pa.Table.from_arrays(arrays, schema=PRICED_SCHEMA)
@@ -247,7 +249,8 @@ class _TablePricer:
         key = np.zeros(self.usage.num_rows, dtype=np.int64)
         dictionaries = []
         for name in ("provider", "model", "model_version"):
-            encoded = pc.dictionary_encode(column(name)).combine_chunks()
+            values = column(name).combine_chunks()
+            encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
             indices = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64) + 1
             key = key * (len(encoded.dictionary) + 1) + indices
             dictionaries.append([None, *encoded.dictionary.to_pylist()])
