@@ -83,8 +83,10 @@ class WorkerSettings(_Section):
 
     app_id: str = "llm-cost-ops"
     """Faust application id, also the consumer group of the pricing agent."""
-    batch_size: int = Field(default=1000, ge=1)
-    batch_seconds: float = Field(default=0.2, gt=0)
+    batch_size: int = Field(default=100, ge=1)
+    """Most messages the agent takes at once (a message holds up to 500 events)."""
+    batch_seconds: float = Field(default=0.1, gt=0)
+    """Longest wait to fill a take; a bound on the latency the worker adds."""
     web_host: str = "127.0.0.1"
     """Interface of the worker's /health, /ready and /metrics (``0.0.0.0`` to be scraped from
     other hosts)."""
@@ -96,9 +98,9 @@ class SinkSettings(_Section):
     """The ClickHouse sink."""
 
     group_id: str = "llm-cost-ops-sink"
-    batch_size: int = Field(default=5000, ge=1)
+    batch_size: int = Field(default=20_000, ge=1)
     """Rows that trigger a flush."""
-    flush_seconds: float = Field(default=0.5, gt=0)
+    flush_seconds: float = Field(default=0.25, gt=0)
     """Longest time a consumed row waits before it is written."""
     retry_max_seconds: float = Field(default=30.0, gt=0)
     """Ceiling of the exponential backoff between failed inserts."""

@@ -24,6 +24,7 @@ from genai_prices import Usage, calc_price
 from llm_cost_ops.broker import EmbeddedBroker, free_port
 from llm_cost_ops.settings import KafkaSettings, Settings
 from llm_cost_ops.wire import build_codec
+from schemas.columns import batch_record, event_record, row_record
 from schemas.priced import COST_PLACES
 from schemas.usage import UsageEvent
 
@@ -203,19 +204,16 @@ def test_malformed_messages_go_to_the_dlq_and_the_rest_is_priced(
     invalid = codec.serde.encode(
         "usage_event",
         "x",
-        {**before[0].model_dump(), "id": f"bad-{org}", "prompt_tokens": -5, "total_tokens": 195},
+        {**event_record(before[0]), "id": f"bad-{org}", "prompt_tokens": -5, "total_tokens": 195},
     )
     garbage = b"this is not avro"
     # A batch message with one bad event in the middle: only that event is dead.
     batch_events = [usage_event(organization_id=org) for _ in range(5)]
-    prompt = batch_events[2].prompt_tokens
-    bad_in_batch = {
-        **batch_events[2].model_dump(), "completion_tokens": 10, "total_tokens": prompt + 10, "reasoning_tokens": 50
-    }  # fmt: skip
-    batch = codec.serde.encode(
-        "usage_batch", "x", {"events": [e.model_dump() for e in batch_events[:2]] + [bad_in_batch]
-                             + [e.model_dump() for e in batch_events[3:]]}
-    )  # fmt: skip
+    columns = batch_record(batch_events)
+    columns["completion_tokens"][2] = 10
+    columns["total_tokens"][2] = batch_events[2].prompt_tokens + 10
+    columns["reasoning_tokens"][2] = 50
+    batch = codec.serde.encode("usage_batch", "x", columns)
 
     async def scenario() -> list[tuple[bytes, dict[str, bytes]]]:
         producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
@@ -245,7 +243,7 @@ def test_malformed_messages_go_to_the_dlq_and_the_rest_is_priced(
 
     dead = asyncio.run(scenario())
     by_value = dict(dead)
-    alone = codec.encode_usage_record(codec.decode_records(batch)[2])
+    alone = codec.encode_usage_record(row_record(codec.decode_usage(batch), 2))
     assert set(by_value) == {garbage, invalid, alone}
     assert by_value[alone]["x-dlq-batch-index"] == b"2"
     assert by_value[alone]["x-dlq-field-errors"] == b"reasoning_tokens: must not exceed completion_tokens"

@@ -10,20 +10,21 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pyarrow as pa
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from llm_cost_ops.kafka import ensure_topics
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.settings import Settings
-from llm_cost_ops.wire import build_codec
-from schemas.priced import PricedUsage
+from schemas.columns import millis, table_from_events
+from schemas.priced import encode_priced
 from schemas.query import CostFilterParams
 from schemas.usage import UsageEvent
 from sinks.queries import CostQueries
 from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
-from streams.pricing import PriceCatalog, price_event
+from streams.pricing import PriceCatalog
 
 
 class CrashAfterWrite(UsageSink):
@@ -33,13 +34,14 @@ class CrashAfterWrite(UsageSink):
         raise RuntimeError("crash between the write and the commit")
 
 
-async def publish(settings: Settings, priced: list[PricedUsage], raw: Sequence[bytes] = ()) -> None:
-    """Publish priced records (and raw byte strings) to the priced topic."""
-    codec = build_codec(settings)
+async def publish(settings: Settings, priced: pa.Table, raw: Sequence[bytes] = (), per_message: int = 20) -> None:
+    """Publish a priced table as messages of ``per_message`` events (and raw byte strings)."""
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap_servers)
     await producer.start()
-    for p in priced:
-        await producer.send(settings.kafka.priced_topic, codec.encode_priced(p), key=p.event.organization_id.encode())
+    for start in range(0, priced.num_rows, per_message):
+        part = priced.slice(start, per_message)
+        key = str(part.column("organization_id")[0]).encode()
+        await producer.send(settings.kafka.priced_topic, encode_priced(part), key=key)
     for value in raw:
         await producer.send(settings.kafka.priced_topic, value, key=b"raw")
     await producer.flush()
@@ -61,20 +63,19 @@ async def run_until(sink: UsageSink, predicate: Callable[[], bool], timeout_s: f
     return result if isinstance(result, BaseException) else None
 
 
-def priced_events(factory: Callable[..., UsageEvent], org: str, n: int) -> list[PricedUsage]:
-    catalog = PriceCatalog()
-    return [price_event(factory(organization_id=org), catalog, datetime.now(UTC)) for _ in range(n)]
+def priced_events(factory: Callable[..., UsageEvent], org: str, n: int) -> pa.Table:
+    events = [factory(organization_id=org) for _ in range(n)]
+    return PriceCatalog().price(table_from_events(events), millis(datetime.now(UTC)))
 
 
-def total(priced: list[PricedUsage]) -> Decimal:
-    return sum((p.cost.total_cost for p in priced if p.cost), Decimal(0))
+def total(*priced: pa.Table) -> Decimal:
+    return sum((c for t in priced for c in t.column("total_cost").to_pylist() if c is not None), Decimal(0))
 
 
 def test_failed_inserts_then_restart_land_every_event_once(
     kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
 ) -> None:
     settings = kafka_settings()
-    codec = build_codec(settings)
     first = priced_events(usage_event, "org-fault", 200)
     second = priced_events(usage_event, "org-fault", 100)
     table, away = store.table("usage_costs"), store.table("usage_costs_away")
@@ -85,7 +86,7 @@ def test_failed_inserts_then_restart_land_every_event_once(
         await publish(settings, first)
         store.query(f"RENAME TABLE {table} TO {away}")  # every insert now fails
         metrics = PipelineMetrics()
-        failing = UsageSink(settings, store, codec, metrics)
+        failing = UsageSink(settings, store, metrics)
         assert (
             await run_until(
                 failing, lambda: (metrics.registry.get_sample_value("costops_sink_flush_failures_total") or 0) >= 3
@@ -95,8 +96,8 @@ def test_failed_inserts_then_restart_land_every_event_once(
         assert not failing.healthy and failing.rows_written == 0
         store.query(f"RENAME TABLE {away} TO {table}")  # ClickHouse is back
         # The producer retried some events too: 50 of the first batch arrive again.
-        await publish(settings, second + first[:50])
-        restarted = UsageSink(settings, store, codec, PipelineMetrics())
+        await publish(settings, pa.concat_tables([second, first.slice(0, 50)]))
+        restarted = UsageSink(settings, store, PipelineMetrics())
         assert await run_until(restarted, lambda: count() >= 300) is None
         assert restarted.healthy
 
@@ -104,24 +105,23 @@ def test_failed_inserts_then_restart_land_every_event_once(
     time.sleep(0.5)
     summary = CostQueries(store).summary(CostFilterParams(organization_id="org-fault"))
     assert summary.total_requests == 300
-    assert summary.total_cost == total(first + second)
+    assert summary.total_cost == total(first, second)
 
 
 def test_crash_between_write_and_commit_replays_without_double_counting(
     kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
 ) -> None:
     settings = kafka_settings()
-    codec = build_codec(settings)
     priced = priced_events(usage_event, "org-crash", 150)
 
     async def scenario() -> None:
         await ensure_topics(settings)
         await publish(settings, priced)
-        crashing = CrashAfterWrite(settings, store, codec, PipelineMetrics())
+        crashing = CrashAfterWrite(settings, store, PipelineMetrics())
         error = await run_until(crashing, lambda: False)
         assert isinstance(error, RuntimeError) and crashing.rows_written > 0
         # Nothing was committed: the next sink replays what the first one had already written.
-        replay = UsageSink(settings, store, codec, PipelineMetrics())
+        replay = UsageSink(settings, store, PipelineMetrics())
         assert await run_until(replay, lambda: replay.rows_written >= 150) is None
 
     asyncio.run(scenario())
@@ -136,15 +136,14 @@ def test_sink_writes_each_event_once_and_dead_letters_garbage(
     kafka_settings: Callable[..., Settings], store: ClickHouseStore, usage_event: Callable[..., UsageEvent]
 ) -> None:
     settings = kafka_settings()
-    codec = build_codec(settings)
     priced = priced_events(usage_event, "org-sink", 300)
     garbage = b"\x00\x00\x00\x00\x02garbage"
 
     async def scenario() -> list[tuple[bytes, dict[str, bytes]]]:
         await ensure_topics(settings)
         # Every record twice (a replayed batch), and one record no decoder can read.
-        await publish(settings, priced + priced[:100], raw=[garbage])
-        sink = UsageSink(settings, store, codec, PipelineMetrics())
+        await publish(settings, pa.concat_tables([priced, priced.slice(0, 100)]), raw=[garbage])
+        sink = UsageSink(settings, store, PipelineMetrics())
         assert await run_until(sink, lambda: sink.rows_written >= 300) is None
         consumer = AIOKafkaConsumer(
             settings.kafka.dlq_topic, bootstrap_servers=settings.kafka.bootstrap_servers,
@@ -163,7 +162,7 @@ def test_sink_writes_each_event_once_and_dead_letters_garbage(
     value, headers = dead[0]
     assert value == garbage
     assert headers["x-dlq-kind"] == b"SINK_DECODE_ERROR"
-    assert b"Avro body" in headers["x-dlq-reason"]
+    assert b"not an Arrow IPC stream" in headers["x-dlq-reason"]
 
 
 def test_sink_commits_only_what_it_wrote(
@@ -172,17 +171,16 @@ def test_sink_commits_only_what_it_wrote(
     """A second sink in the same group starts after the first one's last commit: nothing is
     written twice and nothing is skipped."""
     settings = kafka_settings()
-    codec = build_codec(settings)
     first = priced_events(usage_event, "org-commit", 50)
     second = priced_events(usage_event, "org-commit", 70)
 
     async def scenario() -> tuple[int, int]:
         await ensure_topics(settings)
         await publish(settings, first)
-        sink1 = UsageSink(settings, store, codec, PipelineMetrics())
+        sink1 = UsageSink(settings, store, PipelineMetrics())
         assert await run_until(sink1, lambda: sink1.rows_written >= 50) is None
         await publish(settings, second)
-        sink2 = UsageSink(settings, store, codec, PipelineMetrics())
+        sink2 = UsageSink(settings, store, PipelineMetrics())
         assert await run_until(sink2, lambda: sink2.rows_written >= 70) is None
         return sink1.rows_written, sink2.rows_written
 

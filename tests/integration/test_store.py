@@ -10,22 +10,27 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
-from schemas.codec import priced_to_record
+from schemas.columns import millis, table_from_events
 from schemas.query import AggregateParams, CostFilterParams, PageParams
 from schemas.usage import UsageEvent
 from sinks.errors import QueryError
 from sinks.migrations import MIGRATIONS, apply_migrations
 from sinks.queries import CostQueries
-from sinks.rows import USAGE_COSTS_COLUMNS, usage_cost_row
 from sinks.store import ClickHouseStore
-from streams.pricing import PriceCatalog, price_event
+from streams.pricing import PriceCatalog
 
 
-def _rows(events: list[UsageEvent], catalog: PriceCatalog) -> list[list[object]]:
-    now = datetime.now(UTC)
-    return [usage_cost_row(priced_to_record(price_event(e, catalog, now))) for e in events]
+def _rows(events: list[UsageEvent], catalog: PriceCatalog) -> pa.Table:
+    return catalog.price(table_from_events(events), millis(datetime.now(UTC)))
+
+
+def _cost(event: UsageEvent, catalog: PriceCatalog) -> Decimal:
+    cost = _rows([event], catalog).column("total_cost")[0].as_py()
+    assert isinstance(cost, Decimal)
+    return cost
 
 
 def test_migrations_are_recorded_and_idempotent(store: ClickHouseStore) -> None:
@@ -41,12 +46,12 @@ def test_duplicates_across_inserts_count_once(store: ClickHouseStore, usage_even
     rows = _rows(events, catalog)
     # The same events written three times, in separate inserts (separate parts, unmerged).
     for _ in range(3):
-        store.insert("usage_costs", rows, USAGE_COSTS_COLUMNS)
+        store.insert_arrow("usage_costs", rows)
     raw = store.query(f"SELECT count() FROM {store.table('usage_costs')}")[0][0]
     assert raw >= 50  # copies may still be on disk ...
     queries = CostQueries(store)
     summary = queries.summary(CostFilterParams(organization_id="org-dup"))
-    expected = sum((price_event(e, catalog, datetime.now(UTC)).cost.total_cost for e in events), Decimal(0))  # type: ignore[union-attr]
+    expected = sum((_cost(e, catalog) for e in events), Decimal(0))
     assert summary.total_requests == 50  # ... but every query counts each event once
     assert summary.total_cost == expected
     page = queries.list_costs(CostFilterParams(organization_id="org-dup"), PageParams(page=1, per_page=20))
@@ -75,7 +80,7 @@ def test_aggregate_by_hour_and_dimension_is_exact(
         for p, m in (("openai", "gpt-4o"), ("anthropic", "claude-3-5-sonnet-20241022"))
         for _ in range(3)
     ]
-    store.insert("usage_costs", _rows(events, catalog), USAGE_COSTS_COLUMNS)
+    store.insert_arrow("usage_costs", _rows(events, catalog))
     agg = CostQueries(store).aggregate(
         CostFilterParams(organization_id="org-agg", start_date="2025-01-15", end_date="2025-01-15"),
         AggregateParams(group_by=("provider",), granularity="hour"),
@@ -89,7 +94,7 @@ def test_aggregate_by_hour_and_dimension_is_exact(
         assert group.request_count == 3 == len(members)
         assert group.period_start is not None and group.period_start.tzinfo is not None
         assert group.total_cost == sum(
-            (price_event(e, catalog, datetime.now(UTC)).cost.total_cost for e in members),  # type: ignore[union-attr]
+            (_cost(e, catalog) for e in members),
             Decimal(0),
         )
 
@@ -99,16 +104,15 @@ def test_unpriced_events_are_counted_but_not_costed(
 ) -> None:
     catalog = PriceCatalog()
     events = [usage_event(organization_id="org-unp"), usage_event(organization_id="org-unp", model="no-such-model")]
-    store.insert("usage_costs", _rows(events, catalog), USAGE_COSTS_COLUMNS)
+    store.insert_arrow("usage_costs", _rows(events, catalog))
     summary = CostQueries(store).summary(CostFilterParams(organization_id="org-unp"))
     assert (summary.total_requests, summary.priced_requests, summary.unpriced_requests) == (2, 1, 1)
-    priced = price_event(events[0], catalog, datetime.now(UTC)).cost
-    assert priced is not None
-    assert summary.total_cost == priced.total_cost == summary.avg_cost_per_request
+    priced = _cost(events[0], catalog)
+    assert summary.total_cost == priced == summary.avg_cost_per_request
     by_model = {b.name: b for b in summary.by_model}
     assert by_model["no-such-model"].total_cost is None  # unknown, not zero
     assert by_model["no-such-model"].unpriced_requests == 1
-    assert by_model["gpt-4o"].total_cost == priced.total_cost
+    assert by_model["gpt-4o"].total_cost == priced
     assert [(b.name, b.requests, b.unpriced_requests) for b in summary.by_provider] == [("openai", 2, 1)]
 
 
@@ -121,20 +125,18 @@ TZ_PROBE = """
 import sys
 from datetime import UTC, datetime
 import clickhouse_connect
-from schemas.codec import priced_to_record
+from schemas.columns import millis, table_from_events
 from schemas.query import AggregateParams, CostFilterParams, PageParams
 from schemas.usage import UsageEvent
 from sinks.queries import CostQueries
-from sinks.rows import USAGE_COSTS_COLUMNS, usage_cost_row
 from sinks.store import ClickHouseStore
-from streams.pricing import PriceCatalog, price_event
+from streams.pricing import PriceCatalog
 
 store = ClickHouseStore(clickhouse_connect.get_client(interface="chdb", path=sys.argv[1]), "tz")
 store.migrate()
 event = UsageEvent.parse({"provider": "openai", "model": "gpt-4o", "organization_id": "o",
     "prompt_tokens": 10, "completion_tokens": 5, "timestamp": "2025-01-15T23:30:00Z"})
-store.insert("usage_costs", [usage_cost_row(priced_to_record(price_event(event, PriceCatalog(), datetime.now(UTC))))],
-    USAGE_COSTS_COLUMNS)
+store.insert_arrow("usage_costs", PriceCatalog().price(table_from_events([event]), millis(datetime.now(UTC))))
 queries = CostQueries(store)
 hour = queries.aggregate(CostFilterParams(), AggregateParams(granularity="hour")).data[0].period_start
 day = queries.aggregate(CostFilterParams(), AggregateParams(granularity="day")).data[0].period_start

@@ -55,7 +55,7 @@ def test_defaults_need_no_env() -> None:
     assert settings.api.port == 8080
     assert settings.api.url is None
     assert settings.worker.app_id == "llm-cost-ops"
-    assert settings.sink.batch_size == 5000
+    assert settings.sink.batch_size == 20_000
     assert settings.embedded.broker_port == 0
     assert settings.chdb_path == Path("data") / "clickhouse"
     assert settings.runtime_file == Path("data") / "runtime.json"
