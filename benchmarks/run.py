@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from benchmarks.baselines import consume_rate, decode_rate
+from benchmarks.baselines import consume_rate, decode_rates
 from benchmarks.load import LoadCounter, LoadGenerator, RowsWritten, Templates, probe_loop
 from benchmarks.procstat import ProcessSampler
 from llm_cost_ops.broker import free_port
@@ -122,8 +122,8 @@ async def _measure(
         await rows.close()
         await producer.stop()
 
-    progress("[baselines] fastavro decode and aiokafka consume of the same messages...")
-    decode = decode_rate(codec, templates)
+    progress("[baselines] fastavro decode, the batch reader and aiokafka consume of the same messages...")
+    decode, reader = decode_rates(codec, templates)
     consume_messages, consume, consumed = await consume_rate(bootstrap, topic, codec.batch_header(), limit=500_000)
     expected = counter.sent + counter.probes
     return {
@@ -142,6 +142,7 @@ async def _measure(
         },
         "baselines": {
             "fastavro_decode_events_per_s": round(decode, 1),
+            "batch_reader_decode_events_per_s": round(reader, 1),
             "aiokafka_consume_events_per_s": round(consume, 1),
             "aiokafka_consume_messages_per_s": round(consume_messages, 1),
             "aiokafka_messages_consumed": consumed,
@@ -149,6 +150,7 @@ async def _measure(
         "ratios": {
             "pipeline_vs_consume": round(throughput / consume, 4) if consume else None,
             "pipeline_vs_decode": round(throughput / decode, 4) if decode else None,
+            "pipeline_vs_batch_reader": round(throughput / reader, 4) if reader else None,
         },
         "processes": {name: asdict(usage) for name, usage in processes.items()},
         "accounting": {
@@ -187,8 +189,10 @@ def table(result: dict[str, Any]) -> str:
         f"baseline aiokafka consume:          {b['aiokafka_consume_events_per_s']:>12,.0f} events/s "
         f"({b['aiokafka_consume_messages_per_s']:,.0f} messages/s)",
         f"baseline fastavro decode:           {b['fastavro_decode_events_per_s']:>12,.0f} events/s",
+        f"pipeline's batch reader decode:     {b['batch_reader_decode_events_per_s']:>12,.0f} events/s",
         f"pipeline / consume: {result['ratios']['pipeline_vs_consume']}, "
-        f"pipeline / decode: {result['ratios']['pipeline_vs_decode']}",
+        f"pipeline / fastavro decode: {result['ratios']['pipeline_vs_decode']}, "
+        f"pipeline / batch reader: {result['ratios']['pipeline_vs_batch_reader']}",
         "process                      CPU %   peak MB",
     ]
     lines += [f"  {n:<26} {p['cpu_percent']:>6.1f} {p['peak_rss_mb']:>9.1f}" for n, p in result["processes"].items()]
