@@ -13,6 +13,7 @@ holds it to that on generated edge cases.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -30,6 +31,8 @@ from schemas.usage import (
 
 _FUTURE_MS = int(FUTURE_TOLERANCE.total_seconds() * 1000)
 _EARLIEST_MS = millis(EARLIEST)
+_FIRST_MS = millis(datetime.min.replace(tzinfo=UTC))
+_LAST_MS = millis(datetime.max.replace(tzinfo=UTC))
 # Every character either Python or Rust (pydantic-core) counts as whitespace, as RE2 reads it.
 _WHITESPACE = (
     r"[\x{09}-\x{0D}\x{1C}-\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000}]"
@@ -86,6 +89,8 @@ def rows_to_recheck(table: pa.Table, providers: frozenset[str], now_ms: int) -> 
     flag |= _out_of(table.column("latency_ms"), 0, 86_400_000)
     timestamps = table.column("timestamp").cast(pa.int64())
     flag |= _out_of(timestamps, _EARLIEST_MS, now_ms + _FUTURE_MS)
+    # Any instant a datetime can hold (years 1 to 9999); the model rejects the others.
+    flag |= _out_of(table.column("ingested_at").cast(pa.int64()), _FIRST_MS, _LAST_MS)
     flag |= _values_failing(table.column("source_endpoint"), lambda value: len(value) <= 500, nullable=True)
     # An endpoint without a source type cannot be represented as a source: let the model say so.
     flag |= _mask(pc.and_(pc.is_null(table.column("source_type")), pc.is_valid(table.column("source_endpoint"))))

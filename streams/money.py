@@ -11,7 +11,7 @@ through a float.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import Context, Decimal
 from functools import lru_cache
 from typing import cast
 
@@ -59,7 +59,7 @@ def cost_units(tokens: np.ndarray, numerators: np.ndarray, scale: int) -> np.nda
     if shift >= 0:
         return cast(np.ndarray, product * factor)
     divisor = 10**-shift
-    quotient, remainder = np.divmod(product, divisor)
+    quotient, remainder = product // divisor, product % divisor  # np.divmod has no object loop
     round_up = (2 * remainder > divisor) | ((2 * remainder == divisor) & (quotient % 2 == 1))
     return cast(np.ndarray, quotient + round_up.astype(quotient.dtype if quotient.dtype != object else int))
 
@@ -68,7 +68,10 @@ def decimal_array(units: np.ndarray, valid: np.ndarray) -> pa.Array:
     """A ``decimal128(38, 10)`` column from 1e-10 units; null where ``valid`` is False."""
     size = len(units)
     if units.dtype == object:
-        values = [Decimal(int(u)).scaleb(-UNIT_PLACES) if ok else None for u, ok in zip(units, valid, strict=True)]
+        wide = Context(prec=80)  # the default 28 digits would round amounts above 1e18 USD
+        values = [
+            Decimal(int(u)).scaleb(-UNIT_PLACES, wide) if ok else None for u, ok in zip(units, valid, strict=True)
+        ]
         return pa.array(values, MONEY)
     words = np.empty((size, 2), dtype=np.int64)  # 128-bit little-endian two's complement
     words[:, 0] = units

@@ -1,73 +1,80 @@
-"""Priced records -> usage_costs rows and the in-batch dedupe (sinks/rows.py)."""
+"""Priced tables -> ``usage_costs`` rows and the in-batch dedupe (sinks/rows.py)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
-from schemas.codec import UsageCodec
-from schemas.priced import CostBreakdown, PricedUsage, PricingStatus
-from schemas.registry import BuiltinSchemaTable
-from schemas.serde import AvroSerde
+from schemas.columns import millis, table_from_events
+from schemas.priced import PRICED_SCHEMA, decode_priced, encode_priced
 from schemas.usage import UsageEvent
-from sinks.rows import USAGE_COSTS_COLUMNS, dedupe_rows, usage_cost_row
+from sinks.migrations import MIGRATIONS
+from sinks.rows import USAGE_COSTS_COLUMNS, dedupe
+from streams.pricing import PriceCatalog
 
 EventFactory = Callable[..., UsageEvent]
 PRICED_AT = datetime(2025, 1, 15, 10, 0, 1, tzinfo=UTC)
 
 
-@pytest.fixture
-def codec() -> UsageCodec:
-    return UsageCodec(AvroSerde(BuiltinSchemaTable()), "usage-events-value", "priced-usage-value")
+@pytest.fixture(scope="module")
+def catalog() -> PriceCatalog:
+    return PriceCatalog()
 
 
-def decoded(codec: UsageCodec, event: UsageEvent, priced: bool = True) -> dict[str, Any]:
-    cost = CostBreakdown(
-        input_cost=Decimal("0.0022500000"),
-        cached_cost=Decimal("0.0001250000"),
-        output_cost=Decimal("0.0020000000"),
-        reasoning_cost=Decimal("0E-10"),
-        price_source="genai-prices==0.2.3 openai/gpt-4o",
+def sink_rows(catalog: PriceCatalog, events: list[UsageEvent]) -> list[dict[str, Any]]:
+    """The rows the sink inserts for ``events``: priced, sent as Arrow, read back, in table order."""
+    table = decode_priced(encode_priced(catalog.price(table_from_events(events), millis(PRICED_AT))))
+    rows: list[dict[str, Any]] = table.select(list(USAGE_COSTS_COLUMNS)).to_pylist()
+    return rows
+
+
+def marked(pairs: list[tuple[str, str]]) -> pa.Table:
+    """A table keyed like a priced one: (organization_id, event_id) per row, ``prompt_tokens`` its position."""
+    return pa.table(
+        {
+            "organization_id": pa.array([org for org, _ in pairs]).dictionary_encode(),
+            "event_id": pa.array([event for _, event in pairs]),
+            "prompt_tokens": pa.array(range(len(pairs)), pa.int64()),
+        }
     )
-    usage = PricedUsage(
-        event=event,
-        pricing_status=PricingStatus.PRICED if priced else PricingStatus.UNPRICED,
-        cost=cost if priced else None,
-        unpriced_reason=None if priced else "no list price",
-        priced_at=PRICED_AT,
-    )
-    return codec.serde.decode(codec.encode_priced(usage))
-
-
-def row(event_id: str, organization_id: str, marker: int) -> list[Any]:
-    values: list[Any] = [None] * len(USAGE_COSTS_COLUMNS)
-    values[USAGE_COSTS_COLUMNS.index("event_id")] = event_id
-    values[USAGE_COSTS_COLUMNS.index("organization_id")] = organization_id
-    values[USAGE_COSTS_COLUMNS.index("prompt_tokens")] = marker
-    return values
 
 
 def test_columns_are_unique() -> None:
     assert len(USAGE_COSTS_COLUMNS) == len(set(USAGE_COSTS_COLUMNS)) == 30
 
 
-def test_usage_cost_row_one_value_per_column(codec: UsageCodec, usage_event: EventFactory) -> None:
+def test_columns_are_the_priced_columns() -> None:
+    """The sink inserts priced tables by column name: every table column, nothing else."""
+    assert set(USAGE_COSTS_COLUMNS) == set(PRICED_SCHEMA.names)
+
+
+def test_columns_are_the_table_columns_in_order() -> None:
+    (statement,) = MIGRATIONS[0].statements
+    body = statement[statement.index("(") + 1 : statement.index("ENGINE")]
+    declared = re.findall(r"^\s*(\w+) ", body, flags=re.MULTILINE)
+    assert declared == [*USAGE_COSTS_COLUMNS, "written_at"]  # written_at: the table's default
+
+
+def test_one_value_per_column(catalog: PriceCatalog, usage_event: EventFactory) -> None:
     event = usage_event(
         model={"name": "gpt-4o", "version": "gpt-4o-2024-08-06", "context_window": 128000},
+        prompt_tokens=1000,
+        completion_tokens=200,
         latency_ms=420,
         tags=["a", "b"],
         metadata={"k": "v"},
         source={"type": "sdk", "endpoint": "/v1/chat/completions"},
     )
-    values = usage_cost_row(decoded(codec, event))
+    (row,) = sink_rows(catalog, [event])
 
-    assert len(values) == len(USAGE_COSTS_COLUMNS)
-    by_name = dict(zip(USAGE_COSTS_COLUMNS, values, strict=True))
-    assert by_name == {
+    assert list(row) == list(USAGE_COSTS_COLUMNS)
+    assert row == {
         "event_id": event.id,
         "timestamp": event.timestamp,
         "provider": "openai",
@@ -77,20 +84,20 @@ def test_usage_cost_row_one_value_per_column(codec: UsageCodec, usage_event: Eve
         "organization_id": "org-test",
         "project_id": "proj-1",
         "user_id": "user-1",
-        "prompt_tokens": event.prompt_tokens,
-        "completion_tokens": event.completion_tokens,
-        "total_tokens": event.prompt_tokens + event.completion_tokens,
+        "prompt_tokens": 1000,
+        "completion_tokens": 200,
+        "total_tokens": 1200,
         "cached_tokens": 100,
         "reasoning_tokens": 0,
         "latency_ms": 420,
         "tags": ["a", "b"],
-        "metadata": {"k": "v"},
+        "metadata": [("k", "v")],
         "source_type": "sdk",
         "source_endpoint": "/v1/chat/completions",
         "pricing_status": "priced",
-        "input_cost": Decimal("0.0022500000"),
-        "cached_cost": Decimal("0.0001250000"),
-        "output_cost": Decimal("0.0020000000"),
+        "input_cost": Decimal("0.0022500000"),  # 900 * $2.5
+        "cached_cost": Decimal("0.0001250000"),  # 100 * $1.25
+        "output_cost": Decimal("0.0020000000"),  # 200 * $10
         "reasoning_cost": Decimal("0E-10"),
         "total_cost": Decimal("0.0043750000"),
         "currency": "USD",
@@ -101,58 +108,79 @@ def test_usage_cost_row_one_value_per_column(codec: UsageCodec, usage_event: Eve
     }
 
 
-def test_usage_cost_row_unpriced_minimal(codec: UsageCodec) -> None:
+def test_unpriced_minimal_row(catalog: PriceCatalog) -> None:
     event = UsageEvent.parse(
         {"provider": "openai", "model": "x", "organization_id": "o", "prompt_tokens": 1, "completion_tokens": 2}
     )
-    by_name = dict(zip(USAGE_COSTS_COLUMNS, usage_cost_row(decoded(codec, event, priced=False)), strict=True))
+    (row,) = sink_rows(catalog, [event])
     for column in ("input_cost", "cached_cost", "output_cost", "reasoning_cost", "total_cost", "price_source"):
-        assert by_name[column] is None, column
+        assert row[column] is None, column
     for column in ("model_version", "context_window", "project_id", "user_id", "latency_ms"):
-        assert by_name[column] is None, column
-    assert by_name["source_type"] is None
-    assert by_name["source_endpoint"] is None
-    assert by_name["tags"] == []
-    assert by_name["metadata"] == {}
-    assert by_name["pricing_status"] == "unpriced"
-    assert by_name["unpriced_reason"] == "no list price"
-    assert by_name["total_tokens"] == 3
+        assert row[column] is None, column
+    assert row["source_type"] is None
+    assert row["source_endpoint"] is None
+    assert row["tags"] == []
+    assert row["metadata"] == []
+    assert row["pricing_status"] == "unpriced"
+    assert row["unpriced_reason"] == "no list price for openai/x in genai-prices==0.2.3"
+    assert row["total_tokens"] == 3
 
 
 def test_dedupe_keeps_last_row_per_key() -> None:
-    rows = [
-        row("e1", "org-a", 1),
-        row("e2", "org-a", 2),
-        row("e1", "org-b", 3),  # same event id, other organization: a different row
-        row("e1", "org-a", 4),
-        row("e3", "org-a", 5),
-        row("e2", "org-a", 6),
-        row("e1", "org-a", 7),
-    ]
-    kept, dropped = dedupe_rows(rows)
+    table = marked(
+        [
+            ("org-a", "e1"),
+            ("org-a", "e2"),
+            ("org-b", "e1"),  # same event id, other organization: a different row
+            ("org-a", "e1"),
+            ("org-a", "e3"),
+            ("org-a", "e2"),
+            ("org-a", "e1"),
+        ]
+    )
+    kept, dropped = dedupe(table)
 
     assert dropped == 3
-    marker = USAGE_COSTS_COLUMNS.index("prompt_tokens")
-    assert {(r[6], r[0]): r[marker] for r in kept} == {
-        ("org-a", "e1"): 7,
-        ("org-a", "e2"): 6,
-        ("org-b", "e1"): 3,
-        ("org-a", "e3"): 5,
-    }
-    assert len(kept) == 4
+    assert kept.to_pylist() == [
+        {"organization_id": "org-b", "event_id": "e1", "prompt_tokens": 2},
+        {"organization_id": "org-a", "event_id": "e3", "prompt_tokens": 4},
+        {"organization_id": "org-a", "event_id": "e2", "prompt_tokens": 5},
+        {"organization_id": "org-a", "event_id": "e1", "prompt_tokens": 6},
+    ]
+    assert kept.schema.equals(table.schema)
 
 
 def test_dedupe_without_duplicates() -> None:
-    rows = [row(f"e{i}", "org", i) for i in range(5)]
-    kept, dropped = dedupe_rows(iter(rows))
+    table = marked([("org", f"e{i}") for i in range(5)])
+    kept, dropped = dedupe(table)
     assert dropped == 0
-    assert kept == rows
+    assert kept.equals(table)
 
 
-def test_dedupe_empty() -> None:
-    assert dedupe_rows([]) == ([], 0)
+@pytest.mark.parametrize("size", [0, 1])
+def test_dedupe_small(size: int) -> None:
+    table = marked([("org", "e")] * size)
+    kept, dropped = dedupe(table)
+    assert (kept.num_rows, dropped) == (size, 0)
 
 
-def test_dedupe_key_positions_match_columns() -> None:
-    assert USAGE_COSTS_COLUMNS[0] == "event_id"
-    assert USAGE_COSTS_COLUMNS[6] == "organization_id"
+def test_dedupe_priced_tables_of_several_messages(catalog: PriceCatalog, usage_event: EventFactory) -> None:
+    """Tables of different messages have dictionaries of their own: as the sink concatenates them,
+    and once unified (combine_chunks), the dedupe keys on the text."""
+    first = [usage_event(organization_id="org-a"), usage_event(organization_id="org-a")]
+    replay = usage_event(organization_id="org-a", id=first[1].id, prompt_tokens=5, cached_tokens=0)
+    other = usage_event(organization_id="org-b", id=first[0].id)
+    tables = [
+        catalog.price(table_from_events(events), millis(PRICED_AT)) for events in (first, [other, replay], [first[0]])
+    ]
+    concatenated = pa.concat_tables(tables)
+    for table in (concatenated, concatenated.combine_chunks()):
+        kept, dropped = dedupe(table)
+        assert dropped == 2
+        assert kept.schema.equals(PRICED_SCHEMA)
+        assert [(r["organization_id"], r["event_id"], r["prompt_tokens"]) for r in kept.to_pylist()] == [
+            ("org-b", first[0].id, other.prompt_tokens),
+            ("org-a", first[1].id, 5),
+            ("org-a", first[0].id, first[0].prompt_tokens),
+        ]
+        assert decode_priced(encode_priced(kept)).equals(kept.combine_chunks())
