@@ -12,14 +12,16 @@ from functools import partial
 from typing import Any, TypeVar
 
 import faust
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
 from schemas.codec import UsageCodec
 from schemas.columns import millis
 from schemas.priced import CONTENT_TYPE, PricingStatus, encode_priced
-from streams.price_step import price_message
+from streams.price_step import price_messages
 from streams.pricing import PriceCatalog
 from streams.topics import PipelineTopics
 
@@ -61,12 +63,13 @@ def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgen
 
 async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: PriceAgentDeps) -> None:
     now_ms = millis(datetime.now(UTC))
+    messages = [event.message for event in events]
+    outcomes = await _until_available(
+        partial(price_messages, [m.value for m in messages], deps.codec, deps.catalog, deps.providers, now_ms)
+    )
     pending = []
-    for event in events:
-        message = event.message
-        outcome = await _until_available(
-            partial(price_message, message.value, deps.codec, deps.catalog, deps.providers, now_ms)
-        )
+    priced_tables = []
+    for message, outcome in zip(messages, outcomes, strict=True):
         for letter, value in outcome.dead:
             deps.metrics.events_dead_lettered.labels(letter.kind).inc()
             logger.warning(
@@ -78,28 +81,32 @@ async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: Pric
             pending.append(await topics.dlq.send(key=message.key, value=value, headers=headers))
         if outcome.priced is None:
             continue
-        _count(outcome.priced, deps.metrics)
+        priced_tables.append(outcome.priced)
         # One output message per input message, same key: a batch stays a batch downstream.
         pending.append(
             await topics.priced.send(
                 key=message.key, value=encode_priced(outcome.priced), headers=[("content-type", CONTENT_TYPE)]
             )
         )
+    if priced_tables:
+        _count(pa.concat_tables(priced_tables), deps.metrics)
     # The broker has every output of the batch before the next batch is taken.
     await asyncio.gather(*pending)
 
 
 def _count(priced: pa.Table, metrics: PipelineMetrics) -> None:
     """Priced and unpriced events, and dollars per provider (a float is fine for a counter)."""
-    status = priced.column("pricing_status").to_numpy(zero_copy_only=False)
-    done = int((status == PricingStatus.PRICED.value).sum())
+    done = priced.column("unpriced_reason").null_count  # every unpriced event says why
     if done:
         metrics.events_priced.labels(PricingStatus.PRICED.value).inc(done)
     if done < priced.num_rows:
         metrics.events_priced.labels(PricingStatus.UNPRICED.value).inc(priced.num_rows - done)
-    for row in priced.group_by("provider").aggregate([("total_cost", "sum")]).to_pylist():
-        if row["total_cost_sum"] is not None:
-            metrics.cost_usd.labels(row["provider"]).inc(float(row["total_cost_sum"]))
+    dollars = pc.fill_null(priced.column("total_cost").cast(pa.float64()), 0.0).to_numpy()
+    providers = pc.dictionary_encode(priced.column("provider").cast(pa.string())).combine_chunks()
+    sums = np.bincount(providers.indices.to_numpy(), weights=dollars, minlength=len(providers.dictionary))
+    for provider, amount in zip(providers.dictionary.to_pylist(), sums.tolist(), strict=True):
+        if amount:
+            metrics.cost_usd.labels(provider).inc(amount)
 
 
 async def _until_available(step: Callable[[], T], max_delay_s: float = 30.0) -> T:
