@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 
 from schemas.codec import UsageCodec
@@ -18,7 +19,7 @@ from schemas.provider import allowed_providers
 from schemas.registry import BuiltinSchemaTable, RegistrySchemaTable
 from schemas.serde import AvroSerde
 from schemas.usage import UsageEvent
-from streams.price_step import MessageOutcome, price_message
+from streams.price_step import MessageOutcome, price_message, price_messages
 from streams.pricing import PriceCatalog
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
@@ -386,3 +387,51 @@ def test_batch_round_trip(codec: UsageCodec, catalog: PriceCatalog, usage_event:
     assert decoded.column("event_id").to_pylist() == [e.id for e in events]
     assert decoded.column("pricing_status").to_pylist() == ["priced"] * 5 + ["unpriced"]
     assert decoded.equals(outcome.priced)
+
+
+# --- several messages at once ---------------------------------------------------------------
+
+
+def costs(table: pa.Table) -> list[tuple[str, Any]]:
+    return sorted(zip(table.column("event_id").to_pylist(), table.column("total_cost").to_pylist(), strict=True))
+
+
+def test_several_messages_priced_together_come_back_one_outcome_each(
+    codec: UsageCodec, catalog: PriceCatalog, usage_event: EventFactory
+) -> None:
+    """A take of messages is checked and priced as one table, then split back: each message
+    gets exactly its own events (normalized ones included) and its own dead letters."""
+    first = [usage_event(organization_id="org-a") for _ in range(4)]
+    second = [usage_event(organization_id="org-b") for _ in range(3)]
+    single = usage_event(organization_id="org-c")
+    values: list[bytes | None] = [
+        encode_batch(codec, first, prompt_tokens={1: -1}, provider={2: "OpenAI"}),
+        b"garbage",
+        codec.encode_usage(single),
+        encode_batch(codec, second, reasoning_tokens={0: 10**9}),
+    ]
+    outcomes = price_messages(values, codec, catalog, PROVIDERS, millis(NOW))
+    assert len(outcomes) == 4
+
+    ids = [set(o.priced.column("event_id").to_pylist()) if o.priced is not None else set() for o in outcomes]
+    assert ids[0] == {first[0].id, first[2].id, first[3].id}
+    assert ids[1] == set()
+    assert ids[2] == {single.id}
+    assert ids[3] == {second[1].id, second[2].id}
+    normalized = outcomes[0].priced
+    assert normalized is not None and set(normalized.column("provider").to_pylist()) == {"openai"}
+
+    assert [(letter.kind, letter.batch_index) for letter, _ in outcomes[0].dead] == [("VALIDATION_ERROR", 1)]
+    assert [letter.kind for letter, _ in outcomes[1].dead] == ["DECODE_ERROR"]
+    assert outcomes[1].dead[0][1] == b"garbage"
+    assert outcomes[2].dead == []
+    assert [(letter.kind, letter.batch_index) for letter, _ in outcomes[3].dead] == [("VALIDATION_ERROR", 0)]
+
+    # The same prices as each message priced alone.
+    for value, outcome in zip(values, outcomes, strict=True):
+        alone = price_message(value, codec, catalog, PROVIDERS, millis(NOW))
+        if outcome.priced is None:
+            assert alone.priced is None
+            continue
+        assert alone.priced is not None
+        assert costs(outcome.priced) == costs(alone.priced)
