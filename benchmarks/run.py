@@ -49,7 +49,7 @@ def run_benchmark(
     duration_s: float,
     freshness_s: float,
     progress: Progress,
-    backlog: int = 20_000,
+    backlog: int = 200_000,
     workers: int = 1,
 ) -> dict[str, Any]:
     """Run every phase on a fresh embedded pipeline and return the result document."""

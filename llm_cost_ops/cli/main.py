@@ -193,7 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--duration", type=float, default=60.0, help="seconds of the throughput phase (default 60)")
     bench.add_argument("--freshness-duration", type=float, default=30.0, help="seconds of the freshness phase")
     bench.add_argument("--workers", type=int, default=1, help="pricing worker processes (one consumer group)")
-    bench.add_argument("--backlog", type=int, default=20_000, help="most events in flight in the throughput phase")
+    bench.add_argument(
+        "--backlog",
+        type=int,
+        default=200_000,
+        help="most events in flight in the throughput phase (the rate is at most backlog / latency)",
+    )
     bench.add_argument("--output", type=Path, default=Path("benchmarks/results/latest.json"))
     bench.set_defaults(func=cmd_bench)
 

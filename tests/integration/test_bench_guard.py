@@ -17,7 +17,7 @@ def test_short_benchmark_is_not_grossly_slower_and_loses_nothing(tmp_path: Path)
     output = tmp_path / "bench.json"
     result = subprocess.run(
         [sys.executable, "-m", "llm_cost_ops.cli.main", "bench", "--duration", "15", "--freshness-duration", "5",
-         "--backlog", "5000", "--output", str(output)],
+         "--backlog", "100000", "--output", str(output)],
         cwd=tmp_path, env={**os.environ, "KAFKA__REBALANCE_TIMEOUT_S": "2"}, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
