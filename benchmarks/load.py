@@ -60,11 +60,15 @@ class Templates:
     _cache: dict[tuple[str, int, int], tuple[bytes, bytes]] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, codec: UsageCodec, count: int, seed: int = 7) -> Templates:
+    def build(cls, codec: UsageCodec, count: int, seed: int = 7, tenants: int = 4) -> Templates:
+        """``tenants`` organizations per demo organization (12 in all): enough keys to spread
+        over the topic's partitions, so several workers can share the load."""
         stream = DemoStream(seed)
         events: dict[str, list[UsageEvent]] = {}
-        for _ in range(count):
-            event = stream.event().model_copy(update={"id": "x" * ID_LENGTH})
+        for n in range(count):
+            event = stream.event()
+            update = {"id": "x" * ID_LENGTH, "organization_id": f"{event.organization_id}-{n % tenants}"}
+            event = event.model_copy(update=update)
             events.setdefault(event.organization_id, []).append(event)
         return cls(codec, events)
 
