@@ -64,9 +64,15 @@ class EmbeddedPipeline:
 
     def start(self) -> None:
         s = self._settings
+        if port_open("127.0.0.1", s.api.port):
+            raise StartupError(f"port {s.api.port} is in use; set API_PORT to a free port")
+        self.start_broker()
+        self.start_api()
+        self.start_workers()
+
+    def start_broker(self) -> None:
+        s = self._settings
         api_port = s.api.port
-        if port_open("127.0.0.1", api_port):
-            raise StartupError(f"port {api_port} is in use; set API_PORT to a free port")
         self.logs.mkdir(parents=True, exist_ok=True)
         self._progress("[1/3 broker] starting Tansu (embedded Kafka)...")
         self.broker = EmbeddedBroker(s.embedded.broker_port, self._log("broker")[0])
@@ -84,11 +90,14 @@ class EmbeddedPipeline:
         }
         host = "127.0.0.1" if s.api.host in ("0.0.0.0", "::") else s.api.host
         self.api_url = f"http://{host}:{api_port}"
+
+    def start_api(self) -> None:
         self._progress("[2/3 api+sink] starting (ClickHouse engine: chDB under data/clickhouse)...")
         self.spawn("api", ["api", "--role", "all"])
         self._wait_http(f"{self.api_url}/ready", timeout_s=90)
         self._progress(f"[2/3 api+sink] ready at {self.api_url}")
 
+    def start_workers(self) -> None:
         urls = []
         for n in range(self._workers):
             name = "worker" if self._workers == 1 else f"worker-{n + 1}"

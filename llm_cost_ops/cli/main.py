@@ -117,6 +117,14 @@ def cmd_summary(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from benchmarks.run import run_benchmark, table, write
 
+    if args.pricing_stage:
+        from benchmarks.stage import run_pricing_stage, stage_table
+
+        stage = run_pricing_stage(settings, args.pricing_stage, range(1, max(2, args.workers) + 1), progress=err)
+        write(stage, args.output)
+        out(stage_table(stage))
+        out(f"result: {args.output}")
+        return 0
     result = run_benchmark(
         settings, args.duration, args.freshness_duration, progress=err, backlog=args.backlog, workers=args.workers
     )
@@ -198,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=200_000,
         help="most events in flight in the throughput phase (the rate is at most backlog / latency)",
+    )
+    bench.add_argument(
+        "--pricing-stage",
+        type=int,
+        metavar="EVENTS",
+        help="instead: price a backlog of EVENTS with the pricing stage alone, 1 to max(2, --workers) workers",
     )
     bench.add_argument("--output", type=Path, default=Path("benchmarks/results/latest.json"))
     bench.set_defaults(func=cmd_bench)
