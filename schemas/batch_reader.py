@@ -122,6 +122,8 @@ def decode_varints(data: np.ndarray) -> np.ndarray:
     lengths = ends - starts + 1
     if int(lengths.max()) > 10:
         raise DecodeError("batch holds a number longer than 10 bytes")
+    if int(lengths.max()) == 10 and (data[ends[lengths == 10]] > 1).any():
+        raise DecodeError("batch holds a number wider than 64 bits")
     place = np.arange(len(data)) - np.repeat(starts, lengths)
     parts = (data.astype(np.uint64) & np.uint64(0x7F)) << (place.astype(np.uint64) * np.uint64(7))
     raw = np.add.reduceat(parts, starts)

@@ -53,6 +53,6 @@ class UsageCodec:
             if is_batch(record):
                 return table_from_batch(record)
             return table_from_records([record])
-        except (KeyError, TypeError, pa.ArrowException) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, pa.ArrowException) as exc:
             # A registry schema that decodes but is not a usage event (or batch) of ours.
             raise DecodeError(f"the record is not a usage event or batch: {exc!r}") from exc

@@ -118,10 +118,48 @@ def _rows(column: Any) -> int:
 
 
 def _dereference(indices: np.ndarray, strings: pa.Array, name: str) -> pa.Array:
-    """The batch's references as a dictionary column over its strings; -1 is null."""
+    """The batch's references as a dictionary column over the strings it uses; -1 is null."""
     if len(indices) and (indices.min() < -1 or indices.max() >= len(strings)):
         raise DecodeError(f"batch column {name} refers to a string the batch does not hold")
-    return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32), mask=indices < 0), strings)
+    return compact_codes(indices, strings)
+
+
+def codes(indices: pa.Array) -> np.ndarray:
+    """Dictionary indices as int64, -1 where null (read from the buffers: no kernel call)."""
+    raw = np.frombuffer(indices.buffers()[1], dtype=np.int32, count=indices.offset + len(indices))
+    result = raw[indices.offset :].astype(np.int64)
+    if indices.null_count:
+        result[~np.asarray(indices.is_valid().to_numpy(zero_copy_only=False), dtype=bool)] = -1
+    return result
+
+
+def compact_codes(indices: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArray:
+    """A dictionary column holding only the values ``indices`` use, each once (-1 is null).
+
+    A batch's ``strings`` serve every column, may repeat a value, and merging the tables of
+    many messages unions their dictionaries: left as they are, every message written
+    downstream would carry all of it, and ClickHouse refuses a dictionary with duplicates.
+    """
+    valid = indices >= 0
+    used, inverse = np.unique(indices[valid], return_inverse=True)
+    slots: dict[str, int] = {}
+    remap = np.array(
+        [slots.setdefault(text, len(slots)) for text in dictionary.take(pa.array(used)).to_pylist()], dtype=np.int32
+    )
+    compacted = np.zeros(len(indices), dtype=np.int32)
+    compacted[valid] = remap[inverse.reshape(-1)] if len(remap) else 0
+    return pa.DictionaryArray.from_arrays(pa.array(compacted, mask=~valid), pa.array(list(slots), pa.string()))
+
+
+def compact(table: pa.Table) -> pa.Table:
+    """``table`` with each dictionary column compacted (see :func:`compact_codes`)."""
+    columns = []
+    for column in table.columns:
+        if pa.types.is_dictionary(column.type):
+            array = column.combine_chunks()
+            column = compact_codes(codes(array.indices), array.dictionary)
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def _flatten(lists: Any, strings: pa.Array, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -159,15 +197,15 @@ def table_from_records(records: Sequence[dict[str, Any]]) -> pa.Table:
         source = record.get("source") or {}
         for name, value in (
             ("organization_id", record["organization_id"]), ("event_id", record["id"]),
-            ("timestamp", record["timestamp"]), ("provider", record["provider"]), ("model", model["name"]),
+            ("timestamp", _ms(record["timestamp"])), ("provider", record["provider"]), ("model", model["name"]),
             ("model_version", model.get("version")), ("context_window", model.get("context_window")),
             ("project_id", record.get("project_id")), ("user_id", record.get("user_id")),
             ("prompt_tokens", record["prompt_tokens"]), ("completion_tokens", record["completion_tokens"]),
-            ("total_tokens", record["total_tokens"]), ("cached_tokens", record["cached_tokens"]),
-            ("reasoning_tokens", record["reasoning_tokens"]), ("latency_ms", record.get("latency_ms")),
+            ("total_tokens", record["total_tokens"]), ("cached_tokens", record.get("cached_tokens", 0)),
+            ("reasoning_tokens", record.get("reasoning_tokens", 0)), ("latency_ms", record.get("latency_ms")),
             ("tags", record.get("tags") or []), ("metadata", record.get("metadata") or {}),
             ("source_type", source.get("type")), ("source_endpoint", source.get("endpoint")),
-            ("ingested_at", record["ingested_at"]),
+            ("ingested_at", _ms(record["ingested_at"])),
         ):  # fmt: skip
             columns[name].append(value)
     return pa.Table.from_pydict(columns, schema=USAGE_SCHEMA)
@@ -263,3 +301,9 @@ def validation_input(record: dict[str, Any]) -> dict[str, Any]:
         "timestamp": from_millis(record["timestamp"]),
         "ingested_at": from_millis(record["ingested_at"]),
     }
+
+
+def _ms(value: Any) -> Any:
+    # A registry schema may keep a logical type the pipeline does not drop (timestamp-micros):
+    # fastavro then hands back a datetime.
+    return millis(value) if isinstance(value, datetime) else value

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 import pyarrow as pa
 
-from schemas.columns import TEXT, TIMESTAMP, USAGE_SCHEMA
+from schemas.columns import TEXT, TIMESTAMP, USAGE_SCHEMA, compact
 from schemas.errors import DecodeError
 
 COST_PLACES = Decimal("0.0000000001")
@@ -53,7 +53,8 @@ def encode_priced(table: pa.Table) -> bytes:
     """One priced table as an Arrow IPC stream."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, PRICED_SCHEMA) as writer:
-        writer.write_table(table if table.schema.equals(PRICED_SCHEMA) else table.cast(PRICED_SCHEMA))
+        # Compacted: a slice of a take's table still holds the dictionaries of the whole take.
+        writer.write_table(compact(table if table.schema.equals(PRICED_SCHEMA) else table.cast(PRICED_SCHEMA)))
     return bytes(sink.getvalue())
 
 

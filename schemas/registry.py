@@ -39,7 +39,10 @@ def parsed_schema(text: str) -> Any:
 
 def _plain(node: Any) -> Any:
     if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items() if k != "logicalType"}
+        # Only timestamp-millis: the columns hold milliseconds. Any other logical type (a
+        # registry writer's timestamp-micros) is still converted by fastavro.
+        drop = node.get("logicalType") == "timestamp-millis"
+        return {k: _plain(v) for k, v in node.items() if not (drop and k == "logicalType")}
     if isinstance(node, list):
         return [_plain(v) for v in node]
     return node

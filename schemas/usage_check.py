@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.columns import millis
+from schemas.columns import codes, millis
 from schemas.usage import (
     EARLIEST,
     FUTURE_TOLERANCE,
@@ -123,7 +123,7 @@ def _values_failing(column: pa.ChunkedArray, check: Callable[[str], bool], nulla
     values = column.combine_chunks()
     if not pa.types.is_dictionary(values.type):
         values = pc.dictionary_encode(values)
-    indices = _codes(values.indices)
+    indices = codes(values.indices)
     dictionary = values.dictionary
     # Only the values this column uses: a batch's dictionary also holds other columns' text.
     bad = [i for i in np.unique(indices[indices >= 0]).tolist() if not _passes(dictionary[i].as_py(), check)]
@@ -135,15 +135,6 @@ def _values_failing(column: pa.ChunkedArray, check: Callable[[str], bool], nulla
 
 def _passes(value: str | None, check: Callable[[str], bool]) -> bool:
     return value is not None and check(value)
-
-
-def _codes(indices: pa.Array) -> np.ndarray:
-    """Dictionary indices as int64, -1 where null (read from the buffers: no kernel call)."""
-    raw = np.frombuffer(indices.buffers()[1], dtype=np.int32, count=indices.offset + len(indices))
-    codes = raw[indices.offset :].astype(np.int64)
-    if indices.null_count:
-        codes[~_mask(indices.is_valid())] = -1
-    return codes
 
 
 def _token_rules(table: pa.Table) -> np.ndarray:
@@ -197,4 +188,11 @@ def _metadata_rules(column: pa.ChunkedArray) -> np.ndarray:
         hits |= _mask(pc.greater(pc.utf8_length(values), MAX_METADATA_VALUE))
         hits |= _mask(pc.is_null(values))
         flag |= _rows_of(metadata, hits, size)
+        # A key twice in one row: the model keeps one value, so the row is not unchanged.
+        parents = pc.list_parent_indices(metadata).to_numpy().astype(np.int64)
+        key_codes = codes(pc.dictionary_encode(keys).indices)
+        width = int(key_codes.max()) + 1
+        unique, counts = np.unique(parents * width + key_codes, return_counts=True)
+        if (counts > 1).any():
+            flag[np.unique(unique[counts > 1] // width)] = True
     return flag

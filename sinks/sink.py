@@ -29,6 +29,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from llm_cost_ops.kafka import bootstrap_servers, producer_config
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.settings import Settings
+from schemas.columns import compact
 from schemas.dlq import DeadLetter
 from schemas.errors import DecodeError
 from schemas.priced import decode_priced
@@ -131,7 +132,7 @@ class UsageSink:
         if not batch.rows:
             return True
         # One chunk, dictionaries unified: what one Arrow stream to ClickHouse can carry.
-        table, duplicates = dedupe(pa.concat_tables(batch.tables).combine_chunks())
+        table, duplicates = dedupe(compact(pa.concat_tables(batch.tables).combine_chunks()))
         self._metrics.sink_duplicates.inc(duplicates)
         rows = table.num_rows
         delay = 0.2

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices, TimeOfDateConstraint
 
-from schemas.columns import TEXT, TIMESTAMP, from_millis
+from schemas.columns import TEXT, TIMESTAMP, codes, from_millis
 from schemas.priced import PRICED_SCHEMA, PricingStatus
 from streams.money import common_scale, cost_units, decimal_array, fixed_point
 
@@ -221,6 +221,11 @@ class _TablePricer:
         units = {name: np.where(priced, u, 0) for name, u in units.items()}
         if any(u.dtype == object for u in units.values()):
             units = {name: u.astype(object) for name, u in units.items()}
+        if (
+            all(u.dtype != object for u in units.values())
+            and sum(int(np.abs(u).max(initial=0)) for u in units.values()) >= 2**63
+        ):
+            units = {name: u.astype(object) for name, u in units.items()}  # the sum would wrap in int64
         total = units["input"] + units["cached"] + units["output"] + units["reasoning"]
         status = pa.DictionaryArray.from_arrays(
             pa.array(np.where(priced, 0, 1).astype(np.int32)),
@@ -246,31 +251,23 @@ class _TablePricer:
         period = self.catalog.period_ms
         periods = column("timestamp").cast(pa.int64()).to_numpy() // period
         first = int(periods.min())
-        key = np.zeros(self.usage.num_rows, dtype=np.int64)
-        dictionaries = []
+        parts = [periods - first]
+        dictionaries: list[list[str | None]] = []
         for name in ("provider", "model", "model_version"):
             values = column(name).combine_chunks()
             encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
-            indices = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64) + 1
-            key = key * (len(encoded.dictionary) + 1) + indices
-            dictionaries.append([None, *encoded.dictionary.to_pylist()])
-        span = int(periods.max()) - first + 1
-        if (int(key.max()) + 1) * span < 2**62:
-            unique, inverse = np.unique(key * span + (periods - first), return_inverse=True)
-        else:  # a batch spread over more periods than one int64 key can number
-            pairs, inverse = np.unique(np.stack([key, periods - first], axis=1), axis=0, return_inverse=True)
-            unique, inverse = pairs[:, 0].astype(object) * span + pairs[:, 1], inverse.reshape(-1)
+            used, inverse = np.unique(codes(encoded.indices), return_inverse=True)
+            texts = iter(encoded.dictionary.take(pa.array(used[used >= 0])).to_pylist())
+            dictionaries.append([next(texts) if code >= 0 else None for code in used.tolist()])
+            parts.append(inverse.reshape(-1))
+        # One row per distinct (period, provider, model, version): positions, never packed into
+        # one number, so no size of dictionary or span of time can overflow a key.
+        combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
         order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(unique) + 1))
-        sizes = [len(d) for d in dictionaries]
+        bounds = np.searchsorted(inverse[order], np.arange(len(combos) + 1))
         groups = []
-        for index, combined in enumerate(unique.tolist()):
-            packed, slot = divmod(combined, span)
-            parts = []
-            for size in reversed(sizes):
-                packed, part = divmod(packed, size)
-                parts.append(part)
-            provider, model, model_version = (d[p] for d, p in zip(dictionaries, reversed(parts), strict=True))
-            moment = (first + slot) * period
-            groups.append(((provider, model, model_version, moment), order[bounds[index] : bounds[index + 1]]))
+        for index, (slot, p, m, v) in enumerate(combos.tolist()):
+            key = (dictionaries[0][p], dictionaries[1][m], dictionaries[2][v], (first + slot) * period)
+            groups.append((key, order[bounds[index] : bounds[index + 1]]))
         return groups

@@ -732,3 +732,12 @@ def test_supports_only_records() -> None:
     assert not supports(fastavro.parse_schema({"type": "array", "items": "long"}))
     assert not supports("string")
     assert not supports(None)
+
+
+def test_a_number_wider_than_64_bits_is_refused() -> None:
+    """Ten bytes carry 70 bits; a 10th byte above 1 overflows a long (Java Avro refuses it)."""
+    from schemas.batch_reader import decode_varints
+
+    assert decode_varints(np.frombuffer(b"\xff" * 9 + b"\x01", dtype=np.uint8)).tolist() == [-(2**63)]
+    with pytest.raises(DecodeError, match="wider than 64 bits"):
+        decode_varints(np.frombuffer(b"\xff" * 9 + b"\x02", dtype=np.uint8))

@@ -638,3 +638,16 @@ def test_ingested_at_beyond_the_datetime_range_is_flagged(usage_event: EventFact
         "outside the datetime range (years 1-9999) passes unflagged although UsageEvent.parse rejects it:\n"
         + "\n".join(slipped)
     )
+
+
+def test_repeated_metadata_key_in_a_batch_row_is_flagged(usage_event: EventFactory) -> None:
+    """A batch can repeat a key in one row; the model keeps one value, so it must see the row."""
+    from schemas.columns import batch_record
+
+    events = [usage_event(metadata={"a": "1"}) for _ in range(3)]
+    record = batch_record(events)
+    strings: list[str] = record["strings"]
+    strings.extend(["a", "2"])
+    record["metadata"][1] = [strings.index("a"), strings.index("1"), len(strings) - 2, len(strings) - 1]
+    flags = rows_to_recheck(table_from_batch(record), allowed_providers(), now_ms())
+    assert flags.tolist() == [False, True, False]
