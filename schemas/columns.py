@@ -103,8 +103,11 @@ def table_from_batch(record: dict[str, Any]) -> pa.Table:
         "tags": _lists(record["tags"], strings, "tags"),
         "metadata": _maps(record["metadata"], strings),
     }
+    texts = record["strings"]
+    # What a producer that interns its strings (ours) writes: then no column needs compacting.
+    shared = len(texts) <= max(size, 1) and len(set(texts)) == len(texts)
     for name in _REFERENCES:
-        columns[name] = _dereference(np.asarray(record[name], dtype=np.int64), strings, name)
+        columns[name] = _dereference(np.asarray(record[name], dtype=np.int64), strings, name, shared)
     for name in _NUMBERS:
         values = np.asarray(record[name], dtype=np.int64)
         null = _NULL_NUMBER.get(name)
@@ -117,10 +120,14 @@ def _rows(column: Any) -> int:
     return len(column[0]) - 1 if isinstance(column, tuple) else len(column)
 
 
-def _dereference(indices: np.ndarray, strings: pa.Array, name: str) -> pa.Array:
-    """The batch's references as a dictionary column over the strings it uses; -1 is null."""
+def _dereference(indices: np.ndarray, strings: pa.Array, name: str, shared: bool) -> pa.Array:
+    """The batch's references as a dictionary column; -1 is null. ``shared``: the batch's
+    strings are distinct and no more than its events, so every column may use them as they
+    are; otherwise each column gets only the strings it uses, each once."""
     if len(indices) and (indices.min() < -1 or indices.max() >= len(strings)):
         raise DecodeError(f"batch column {name} refers to a string the batch does not hold")
+    if shared:
+        return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32), mask=indices < 0), strings)
     return compact_codes(indices, strings)
 
 
@@ -141,23 +148,29 @@ def compact_codes(indices: np.ndarray, dictionary: pa.Array) -> pa.DictionaryArr
     downstream would carry all of it, and ClickHouse refuses a dictionary with duplicates.
     """
     valid = indices >= 0
-    used, inverse = np.unique(indices[valid], return_inverse=True)
+    present = np.zeros(len(dictionary), dtype=bool)  # a mark per entry: linear, no sort
+    present[indices[valid]] = True
+    used = np.flatnonzero(present)
     slots: dict[str, int] = {}
-    remap = np.array(
-        [slots.setdefault(text, len(slots)) for text in dictionary.take(pa.array(used)).to_pylist()], dtype=np.int32
-    )
-    compacted = np.zeros(len(indices), dtype=np.int32)
-    compacted[valid] = remap[inverse.reshape(-1)] if len(remap) else 0
+    remap = np.zeros(len(dictionary), dtype=np.int32)
+    remap[used] = [slots.setdefault(text, len(slots)) for text in dictionary.take(pa.array(used)).to_pylist()]
+    compacted = np.where(valid, remap[np.maximum(indices, 0)] if len(remap) else 0, 0).astype(np.int32)
     return pa.DictionaryArray.from_arrays(pa.array(compacted, mask=~valid), pa.array(list(slots), pa.string()))
 
 
-def compact(table: pa.Table) -> pa.Table:
-    """``table`` with each dictionary column compacted (see :func:`compact_codes`)."""
+def compact(table: pa.Table, oversized_only: bool = False) -> pa.Table:
+    """``table`` with each dictionary column compacted (see :func:`compact_codes`).
+
+    ``oversized_only``: only where the dictionary is longer than the column, i.e. certainly
+    holds text the rows do not use (a slice of a take's table); cheaper, for dictionaries
+    already free of duplicates.
+    """
     columns = []
     for column in table.columns:
         if pa.types.is_dictionary(column.type):
             array = column.combine_chunks()
-            column = compact_codes(codes(array.indices), array.dictionary)
+            if not oversized_only or len(array.dictionary) > len(array):
+                column = compact_codes(codes(array.indices), array.dictionary)
         columns.append(column)
     return pa.Table.from_arrays(columns, schema=table.schema)
 

@@ -53,8 +53,10 @@ def encode_priced(table: pa.Table) -> bytes:
     """One priced table as an Arrow IPC stream."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, PRICED_SCHEMA) as writer:
-        # Compacted: a slice of a take's table still holds the dictionaries of the whole take.
-        writer.write_table(compact(table if table.schema.equals(PRICED_SCHEMA) else table.cast(PRICED_SCHEMA)))
+        # A slice of a take's table still holds the dictionaries of the whole take: cut them down.
+        writer.write_table(
+            compact(table if table.schema.equals(PRICED_SCHEMA) else table.cast(PRICED_SCHEMA), oversized_only=True)
+        )
     return bytes(sink.getvalue())
 
 

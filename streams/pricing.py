@@ -22,6 +22,7 @@ share their rates, so the catalog is asked once per group and the arithmetic run
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime, time
 from decimal import Decimal
@@ -262,7 +263,19 @@ class _TablePricer:
             parts.append(inverse.reshape(-1))
         # One row per distinct (period, provider, model, version): positions, never packed into
         # one number, so no size of dictionary or span of time can overflow a key.
-        combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
+        sizes = [int(part.max()) + 1 for part in parts]
+        if math.prod(sizes) < 2**62:  # positions packed into one int64: a 1-D unique is fast
+            packed = np.zeros(len(parts[0]), dtype=np.int64)
+            for part, size in zip(parts, sizes, strict=True):
+                packed = packed * size + part
+            unique, inverse = np.unique(packed, return_inverse=True)
+            columns = []
+            for size in reversed(sizes):
+                unique, column = np.divmod(unique, size)
+                columns.append(column)
+            combos = np.stack(columns[::-1], axis=1)
+        else:
+            combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(combos) + 1))

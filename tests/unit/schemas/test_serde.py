@@ -259,8 +259,10 @@ def test_batch_record_stores_each_text_once(batch_events: list[UsageEvent]) -> N
 
 
 def test_batch_decoded_columns_hold_only_their_own_strings(codec: UsageCodec, batch_events: list[UsageEvent]) -> None:
-    """Each text column's dictionary holds the values it uses, once: not the batch's whole
-    ``strings`` (which would travel with every priced message downstream)."""
+    """When a batch's strings outnumber its events, each text column's dictionary holds the
+    values it uses, once: not the batch's whole ``strings`` (which would travel with every
+    priced message downstream)."""
+    assert len(batch_record(batch_events)["strings"]) > len(batch_events)
     table = codec.decode_usage(codec.encode_usage_batch(batch_events))
     for name in ("provider", "model", "project_id", "user_id", "source_type"):
         dictionary = table.column(name).chunk(0).dictionary.to_pylist()
