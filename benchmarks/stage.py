@@ -13,6 +13,7 @@ import asyncio
 import os
 import platform
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -67,10 +68,28 @@ def _one(settings: Settings, events: int, workers: int, progress: Progress) -> d
             )
             progress(f"[stage, {workers} worker(s)] publishing a backlog of {events:,} events...")
             asyncio.run(_prefill(local, events))
-            pipeline.start_workers()
-            progress(f"[stage, {workers} worker(s)] pricing...")
-            pids = {name: pid for name, pid in pipeline.pids().items() if name.startswith(("worker", "broker"))}
-            return asyncio.run(_measure(local, pipeline, events, workers, pids, progress))
+            # Sampling starts before the workers do: a small backlog may be priced before the
+            # last worker reports ready.
+            ready = threading.Event()
+            outcome: list[dict[str, Any] | BaseException] = []
+
+            def measure() -> None:
+                try:
+                    outcome.append(asyncio.run(_measure(local, pipeline, events, workers, ready, progress)))
+                except BaseException as exc:  # handed to the caller's thread below
+                    outcome.append(exc)
+
+            sampler = threading.Thread(target=measure, name="stage-sampler")
+            sampler.start()
+            try:
+                pipeline.start_workers()
+                progress(f"[stage, {workers} worker(s)] pricing...")
+            finally:
+                ready.set()
+                sampler.join()
+            if isinstance(outcome[0], BaseException):
+                raise outcome[0]
+            return outcome[0]
         finally:
             pipeline.stop()
 
@@ -91,7 +110,7 @@ async def _prefill(settings: Settings, events: int) -> None:
 
 
 async def _measure(
-    settings: Settings, pipeline: EmbeddedPipeline, events: int, workers: int, pids: dict[str, int],
+    settings: Settings, pipeline: EmbeddedPipeline, events: int, workers: int, ready: threading.Event,
     progress: Progress, timeout_s: float = 600.0,
 ) -> dict[str, Any]:  # fmt: skip
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap_servers)
@@ -102,20 +121,25 @@ async def _measure(
         if not partitions:
             await consumer.client.force_metadata_update()
             partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        sampler = ProcessSampler(pids)
-        sampler.start()
+        sampler: ProcessSampler | None = None
         samples: list[tuple[float, int]] = []
         deadline = time.monotonic() + timeout_s
         while True:
             offsets = await consumer.end_offsets(partitions)
             done = sum(offsets.values()) * BATCH
             samples.append((time.monotonic(), done))
-            if done >= events:
+            if sampler is None and ready.is_set():
+                # CPU from the moment every worker runs (the rate is from the offsets).
+                pids = {n: pid for n, pid in pipeline.pids().items() if n.startswith(("worker", "broker"))}
+                sampler = ProcessSampler(pids)
+                sampler.start()
+            if done >= events and sampler is not None:
                 break
-            if (problem := pipeline.failed()) is not None or time.monotonic() > deadline:
+            problem = pipeline.failed() if ready.is_set() else None
+            if problem is not None or time.monotonic() > deadline:
                 raise StageBenchmarkError(problem or f"only {done:,} of {events:,} events priced in {timeout_s:.0f}s")
             await asyncio.sleep(0.05)
-        usage = sampler.stop()
+        usage = sampler.stop() if sampler is not None else {}
     finally:
         await consumer.stop()
     # The steady middle: from 10 % to 90 % of the backlog (start-up and tail left out).
