@@ -117,10 +117,10 @@ def _out_of(values: pa.ChunkedArray, low: int, high: int) -> np.ndarray:
     return _mask(pc.or_(pc.less(values, low), pc.greater(values, high)))
 
 
-def _values_failing(column: pa.ChunkedArray, check: Callable[[str], bool], nullable: bool) -> np.ndarray:
+def _values_failing(column: pa.ChunkedArray | pa.Array, check: Callable[[str], bool], nullable: bool) -> np.ndarray:
     """Rows whose value fails ``check`` (or is null where null is not allowed). Each distinct
     value is checked once: these are dictionary columns of a few values per batch."""
-    values = column.combine_chunks()
+    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if not pa.types.is_dictionary(values.type):
         values = pc.dictionary_encode(values)
     indices = codes(values.indices)
@@ -167,12 +167,7 @@ def _tag_rules(column: pa.ChunkedArray) -> np.ndarray:
     flag = _mask(pc.greater(pc.list_value_length(tags), MAX_TAGS))
     values = pc.list_flatten(tags)
     if len(values):
-        check = _trimmed(100)
-        bad = [v for v in pc.unique(values).to_pylist() if v is None or not check(v)]
-        if bad:
-            hits = _mask(pc.is_in(values, value_set=pa.array([v for v in bad if v is not None], pa.string())))
-            hits |= _mask(pc.is_null(values))
-            flag |= _rows_of(tags, hits, size)
+        flag |= _rows_of(tags, _values_failing(values, _trimmed(100), nullable=False), size)
     return flag
 
 
