@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.errors import DecodeError
 from schemas.usage import UsageEvent
@@ -129,6 +130,13 @@ def _dereference(indices: np.ndarray, strings: pa.Array, name: str, shared: bool
     if shared:
         return pa.DictionaryArray.from_arrays(pa.array(indices.astype(np.int32), mask=indices < 0), strings)
     return compact_codes(indices, strings)
+
+
+def dictionary_array(column: pa.ChunkedArray | pa.Array) -> pa.DictionaryArray:
+    """One dictionary array of a text column: its chunks' dictionaries unified, or the column
+    dictionary-encoded when it is plain text."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return array if pa.types.is_dictionary(array.type) else pc.dictionary_encode(array)
 
 
 def codes(indices: pa.Array) -> np.ndarray:

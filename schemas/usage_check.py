@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.columns import codes, millis
+from schemas.columns import codes, dictionary_array, millis
 from schemas.usage import (
     EARLIEST,
     FUTURE_TOLERANCE,
@@ -120,9 +120,7 @@ def _out_of(values: pa.ChunkedArray, low: int, high: int) -> np.ndarray:
 def _values_failing(column: pa.ChunkedArray | pa.Array, check: Callable[[str], bool], nullable: bool) -> np.ndarray:
     """Rows whose value fails ``check`` (or is null where null is not allowed). Each distinct
     value is checked once: these are dictionary columns of a few values per batch."""
-    values = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if not pa.types.is_dictionary(values.type):
-        values = pc.dictionary_encode(values)
+    values = dictionary_array(column)
     indices = codes(values.indices)
     dictionary = values.dictionary
     # Only the values this column uses: a batch's dictionary also holds other columns' text.
@@ -185,7 +183,7 @@ def _metadata_rules(column: pa.ChunkedArray) -> np.ndarray:
         flag |= _rows_of(metadata, hits, size)
         # A key twice in one row: the model keeps one value, so the row is not unchanged.
         parents = pc.list_parent_indices(metadata).to_numpy().astype(np.int64)
-        key_codes = codes(pc.dictionary_encode(keys).indices)
+        key_codes = codes(dictionary_array(keys).indices)
         width = int(key_codes.max()) + 1
         unique, counts = np.unique(parents * width + key_codes, return_counts=True)
         if (counts > 1).any():

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
 from schemas.codec import UsageCodec
-from schemas.columns import millis
+from schemas.columns import codes, dictionary_array, millis
 from schemas.priced import CONTENT_TYPE, PricingStatus, encode_priced
 from streams.price_step import price_messages
 from streams.pricing import PriceCatalog
@@ -102,8 +102,8 @@ def _count(priced: pa.Table, metrics: PipelineMetrics) -> None:
     if done < priced.num_rows:
         metrics.events_priced.labels(PricingStatus.UNPRICED.value).inc(priced.num_rows - done)
     dollars = pc.fill_null(priced.column("total_cost").cast(pa.float64()), 0.0).to_numpy()
-    providers = pc.dictionary_encode(priced.column("provider").cast(pa.string())).combine_chunks()
-    sums = np.bincount(providers.indices.to_numpy(), weights=dollars, minlength=len(providers.dictionary))
+    providers = dictionary_array(priced.column("provider"))
+    sums = np.bincount(codes(providers.indices), weights=dollars, minlength=len(providers.dictionary))
     for provider, amount in zip(providers.dictionary.to_pylist(), sums.tolist(), strict=True):
         if amount:
             metrics.cost_usd.labels(provider).inc(amount)

@@ -30,11 +30,10 @@ from importlib.metadata import version
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices, TimeOfDateConstraint
 
-from schemas.columns import TEXT, TIMESTAMP, codes, from_millis
+from schemas.columns import TEXT, TIMESTAMP, codes, dictionary_array, from_millis
 from schemas.priced import PRICED_SCHEMA, PricingStatus
 from streams.money import common_scale, cost_units, decimal_array, fixed_point
 
@@ -255,8 +254,7 @@ class _TablePricer:
         parts = [periods - first]
         dictionaries: list[list[str | None]] = []
         for name in ("provider", "model", "model_version"):
-            values = column(name).combine_chunks()
-            encoded = values if pa.types.is_dictionary(values.type) else pc.dictionary_encode(values)
+            encoded = dictionary_array(column(name))
             used, inverse = np.unique(codes(encoded.indices), return_inverse=True)
             texts = iter(encoded.dictionary.take(pa.array(used[used >= 0])).to_pylist())
             dictionaries.append([next(texts) if code >= 0 else None for code in used.tolist()])
