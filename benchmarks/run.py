@@ -63,23 +63,19 @@ def run_benchmark(
         pipeline = EmbeddedPipeline(bench_settings, progress, workers=workers)
         try:
             pipeline.start()
-            return asyncio.run(_measure(pipeline, bench_settings, duration_s, freshness_s, backlog, progress))
+            return asyncio.run(_measure(pipeline, duration_s, freshness_s, backlog, progress))
         finally:
             progress("stopping the benchmark pipeline...")
             pipeline.stop()
 
 
 async def _measure(
-    pipeline: EmbeddedPipeline, settings: Settings, duration_s: float, freshness_s: float, backlog: int,
+    pipeline: EmbeddedPipeline, duration_s: float, freshness_s: float, backlog: int,
     progress: Progress,
 ) -> dict[str, Any]:  # fmt: skip
     assert pipeline.broker is not None
+    settings = pipeline.client_settings()
     bootstrap = pipeline.broker.bootstrap_servers
-    settings = settings.model_copy(
-        update={
-            "kafka": settings.kafka.model_copy(update={"bootstrap_servers": bootstrap, "idempotent_producer": False})
-        }
-    )
     topic = settings.kafka.usage_topic
     codec = build_codec(settings)
     templates = Templates.build(codec, 5000)

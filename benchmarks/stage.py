@@ -57,15 +57,7 @@ def _one(settings: Settings, events: int, workers: int, progress: Progress) -> d
         pipeline = EmbeddedPipeline(settings.model_copy(update={"data_dir": Path(data_dir)}), progress, workers=workers)
         try:
             pipeline.start_broker()
-            assert pipeline.broker is not None
-            bootstrap = pipeline.broker.bootstrap_servers
-            local = settings.model_copy(
-                update={
-                    "kafka": settings.kafka.model_copy(
-                        update={"bootstrap_servers": bootstrap, "idempotent_producer": False}
-                    )
-                }
-            )
+            local = pipeline.client_settings()
             progress(f"[stage, {workers} worker(s)] publishing a backlog of {events:,} events...")
             asyncio.run(_prefill(local, events))
             # Sampling starts before the workers do: a small backlog may be priced before the

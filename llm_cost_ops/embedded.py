@@ -112,6 +112,15 @@ class EmbeddedPipeline:
         who = "worker" if self._workers == 1 else f"{self._workers} workers"
         self._progress(f"[3/3 {who}] consuming (metrics at {self.worker_url}/metrics)")
 
+    def client_settings(self) -> Settings:
+        """The settings of a client of this pipeline's broker (no idempotent producer: Tansu)."""
+        if self.broker is None:
+            raise StartupError("the broker is not started")
+        kafka = self._settings.kafka.model_copy(
+            update={"bootstrap_servers": self.broker.bootstrap_servers, "idempotent_producer": False}
+        )
+        return self._settings.model_copy(update={"kafka": kafka})
+
     def pids(self) -> dict[str, int]:
         found = {c.name: c.process.pid for c in self.children}
         if self.broker is not None and self.broker.process is not None:
