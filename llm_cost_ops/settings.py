@@ -37,6 +37,7 @@ FLAT_ENV: dict[str, tuple[str, ...]] = {
     "CLICKHOUSE_URL": ("clickhouse", "url"),
     "COSTOPS_DATA_DIR": ("data_dir",),
     "COSTOPS_API_URL": ("api", "url"),
+    "DATABASE_URL": ("database", "url"),
 }
 
 
@@ -54,6 +55,8 @@ class KafkaSettings(_Section):
     usage_topic: str = "usage-events"
     priced_topic: str = "priced-usage"
     dlq_topic: str = "usage-dlq"
+    control_topic: str = "control"
+    """Compacted, one partition: the pricing rules (and later budgets) every worker applies."""
     partitions: int = Field(default=8, ge=1, le=1024)
     """Partitions of the topics the pipeline creates (the ceiling on parallel workers)."""
     replication_factor: int = Field(default=1, ge=1)
@@ -76,6 +79,14 @@ class ClickHouseSettings(_Section):
     Secret: it usually carries a password, so ``check-config`` prints it masked."""
     database: str = Field(default="costops", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """Database of the pipeline's tables (an identifier: it is spliced into DDL)."""
+
+
+class DatabaseSettings(_Section):
+    """The control plane's relational store: pricing rules and their audit log."""
+
+    url: SecretStr | None = None
+    """``postgresql://user:pass@host:5432/db`` (``DATABASE_URL``); unset means SQLite under the
+    data directory."""
 
 
 class WorkerSettings(_Section):
@@ -138,6 +149,7 @@ class Settings(BaseSettings):
     so their events are stored as unpriced until custom pricing exists."""
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
+    database: DatabaseSettings = DatabaseSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
     api: ApiSettings = ApiSettings()
@@ -165,6 +177,13 @@ class Settings(BaseSettings):
     @property
     def chdb_path(self) -> Path:
         return self.data_dir / "clickhouse"
+
+    @property
+    def control_db_url(self) -> str:
+        """SQLAlchemy URL of the control plane store."""
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'control.db').resolve()}"
 
     @property
     def runtime_file(self) -> Path:

@@ -93,6 +93,12 @@ _MESSAGES: dict[str, str] = {
     "json_invalid": "must be valid JSON",
     "model_attributes_type": "must be a JSON object",
     "literal_error": "must be one of: {expected}",
+    "decimal_parsing": "must be a number",
+    "decimal_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "decimal_max_places": "must have at most {decimal_places} decimal places",
+    "union_tag_invalid": "must be one of: {expected_tags}",
+    "union_tag_not_found": "is required (one of: per_token, per_request, tiered)",
 }
 
 
