@@ -37,9 +37,12 @@ PRICE_FIELDS = pa.schema(
         ("cached_cost", MONEY),  # cache-read prompt tokens
         ("output_cost", MONEY),  # completion tokens less reasoning
         ("reasoning_cost", MONEY),
+        ("request_cost", MONEY),  # per-request fee and overage
         ("total_cost", MONEY),
         ("currency", TEXT),
-        ("price_source", TEXT),  # catalog or table the price came from
+        ("price_source", TEXT),  # the custom rule's id, or the catalog version and model
+        ("price_rates", TEXT),  # JSON: the rates applied, enough to recompute the cost
+        ("tier_volume", pa.uint64()),  # tiered rules: the month's volume before this event
         ("unpriced_reason", TEXT),
         ("priced_at", TIMESTAMP),
     ]

@@ -55,10 +55,18 @@ def cost_units(tokens: np.ndarray, numerators: np.ndarray, scale: int) -> np.nda
     factor = 10 ** max(shift, 0)
     if len(tokens) and int(tokens.max()) * int(numerators.max()) * factor >= _SAFE:
         tokens, numerators = tokens.astype(object), numerators.astype(object)
-    product = tokens * numerators
+    return round_units(tokens * numerators, scale + _PER_MILLION_PLACES)
+
+
+def round_units(product: np.ndarray, scale: int) -> np.ndarray:
+    """``product * 10**-scale`` USD in 1e-10 units, rounded half to even (exact integers in;
+    int64 products must leave room for the scaling, object arrays always do)."""
+    shift = UNIT_PLACES - scale
     if shift >= 0:
-        return cast(np.ndarray, product * factor)
+        return cast(np.ndarray, product * 10**shift)
     divisor = 10**-shift
+    if divisor >= _SAFE and product.dtype != object:
+        product = product.astype(object)
     quotient, remainder = product // divisor, product % divisor  # np.divmod has no object loop
     round_up = (2 * remainder > divisor) | ((2 * remainder == divisor) & (quotient % 2 == 1))
     return cast(np.ndarray, quotient + round_up.astype(quotient.dtype if quotient.dtype != object else int))

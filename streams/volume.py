@@ -1,0 +1,89 @@
+"""Monthly token volume per organization and model: what graduated tiers are priced against.
+
+Every valid event adds its ``total_tokens`` to the volume of (organization, provider, model
+name, calendar month of its timestamp in UTC), whatever priced it, so a tiered rule added in
+the middle of a month starts from the month's true volume. Within a take the events count in
+the order they were consumed (partition order: one organization's events share a partition).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from schemas.columns import codes, dictionary_array
+
+VolumeKey = tuple[str, str, str, str]
+"""(organization_id, provider, model, "YYYY-MM")."""
+
+
+def key_text(key: VolumeKey) -> str:
+    """The key as a table key (JSON: no separator can clash with an id)."""
+    return json.dumps(list(key), separators=(",", ":"))
+
+
+def month_of(timestamp_ms: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 (UTC) of epoch-millisecond timestamps."""
+    return timestamp_ms.astype("datetime64[ms]").astype("datetime64[M]").astype(np.int64)
+
+
+def month_text(month: int) -> str:
+    return f"{1970 + month // 12:04d}-{month % 12 + 1:02d}"
+
+
+@dataclass(frozen=True)
+class Volumes:
+    """The volume key of every row of a usage table, and its tokens."""
+
+    keys: list[VolumeKey]
+    index: np.ndarray
+    """Per row: its key's position in ``keys``."""
+    tokens: np.ndarray
+
+    @classmethod
+    def of(cls, usage: pa.Table) -> Volumes:
+        size = usage.num_rows
+        if size == 0:
+            return cls([], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        column = usage.column
+        parts = []
+        texts = []
+        for name in ("organization_id", "provider", "model"):
+            encoded = dictionary_array(column(name))
+            parts.append(codes(encoded.indices).astype(np.int64))
+            texts.append(encoded.dictionary.to_pylist())
+        months = month_of(column("timestamp").cast(pa.int64()).to_numpy())
+        parts.append(months - int(months.min()))
+        combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
+        first = int(months.min())
+        keys = [(texts[0][o], texts[1][p], texts[2][m], month_text(first + slot)) for o, p, m, slot in combos.tolist()]
+        tokens = column("prompt_tokens").to_numpy().astype(np.int64) + column("completion_tokens").to_numpy()
+        return cls(keys, inverse.reshape(-1).astype(np.int64), tokens.astype(np.int64))
+
+    def before(self, start: Mapping[VolumeKey, int]) -> np.ndarray:
+        """Per row: the volume of its key before it (``start`` plus earlier rows of the take)."""
+        if not len(self.index):
+            return np.zeros(0, dtype=np.int64)
+        order = np.argsort(self.index, kind="stable")
+        sorted_tokens = self.tokens[order].astype(object)
+        running = np.cumsum(sorted_tokens) - sorted_tokens  # object: no overflow
+        key_start = np.searchsorted(self.index[order], np.arange(len(self.keys)))
+        offsets = running[key_start]  # the running sum where each key's rows begin
+        base = np.array([start.get(k, 0) for k in self.keys], dtype=object)
+        result = np.empty(len(self.index), dtype=object)
+        sorted_index = self.index[order]
+        result[order] = running - offsets[sorted_index] + base[sorted_index]
+        return result
+
+    def after(self, start: Mapping[VolumeKey, int]) -> dict[VolumeKey, int]:
+        """Each key's volume once the take's rows are added."""
+        totals: dict[VolumeKey, int] = {k: int(start.get(k, 0)) for k in self.keys}
+        added = np.zeros(len(self.keys), dtype=object)
+        np.add.at(added, self.index, self.tokens.astype(object))
+        for key, amount in zip(self.keys, added.tolist(), strict=True):
+            totals[key] += int(amount)
+        return totals
