@@ -20,14 +20,16 @@ from fastapi import FastAPI, Request, Response
 
 from api.context import ApiContext, Role
 from api.errors import register_error_handlers
-from api.routes import costs, system, usage
+from api.routes import costs, pricing, pricing_ops, system, usage
 from llm_cost_ops.kafka import ensure_topics
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
 from llm_cost_ops.settings import Settings
 from llm_cost_ops.wire import build_codec
+from sinks.control_store import ControlStore
 from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
+from streams.control import ControlPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +45,15 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
         await ensure_topics(settings)
         store = await asyncio.to_thread(ClickHouseStore.open, settings)
         context = ApiContext(settings=settings, role=role, metrics=metrics, store=store)
+        publisher: ControlPublisher | None = None
+        publishing: asyncio.Task[None] | None = None
         try:
             if role in ("api", "all"):
+                control = context.control = await asyncio.to_thread(ControlStore.open, settings.control_db_url)
+                publisher = ControlPublisher(settings, lambda: (control.all_rules(), control.version()))
+                await publisher.start()
+                context.pricing_changed = publisher.changed
+                publishing = asyncio.create_task(publisher.run(context.stop), name="control-publisher")
                 context.producer = UsageProducer(settings, codec)
                 await context.producer.start()
             if role in ("sink", "all"):
@@ -59,6 +68,12 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 await asyncio.gather(context.sink_task, return_exceptions=True)
             if context.producer is not None:
                 await context.producer.stop()
+            if publishing is not None:
+                await asyncio.gather(publishing, return_exceptions=True)
+            if publisher is not None:
+                await publisher.stop()
+            if context.control is not None:
+                await asyncio.to_thread(context.control.close)
             await asyncio.to_thread(store.close)
             if registry_http is not None:
                 registry_http.close()
@@ -74,6 +89,8 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
     if role in ("api", "all"):
         app.include_router(usage.router)
         app.include_router(costs.router)
+        app.include_router(pricing_ops.router)  # before pricing: /missing is not a rule id
+        app.include_router(pricing.router)
     app.middleware("http")(_observe)
     return app
 

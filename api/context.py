@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -10,13 +11,24 @@ from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
 from llm_cost_ops.settings import Settings
 from schemas.provider import allowed_providers
+from sinks.control_store import ControlStore
 from sinks.queries import CostQueries
 from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
+from streams.pricing import PriceCatalog
 
 Role = Literal["api", "sink", "all"]
 """``api`` ingests and queries, ``sink`` writes ClickHouse, ``all`` both (embedded mode,
 where one process must own the chDB data path)."""
+
+PricingChanged = Callable[[], Awaitable[None]]
+"""Awaited by the pricing routes after every committed change. The change is stored by then,
+so an implementation should not raise when announcing it fails (the request would report a
+failure for a change that happened); it catches up later from :meth:`ControlStore.version`."""
+
+
+async def _nothing_to_announce() -> None:
+    return None
 
 
 @dataclass
@@ -31,6 +43,11 @@ class ApiContext:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     fatal: str | None = None
     """Why the process is shutting itself down, if it is (set when the sink dies)."""
+    control: ControlStore | None = None
+    """Pricing rules and their audit log (roles ``api``/``all``)."""
+    pricing_changed: PricingChanged = _nothing_to_announce
+    catalog: PriceCatalog = field(default_factory=PriceCatalog)
+    """List prices, for repricing stored events (the workers price live ones)."""
 
     @property
     def queries(self) -> CostQueries:

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from pydantic import ValidationError
 
 from api.context import ApiContext
@@ -14,6 +14,7 @@ from llm_cost_ops.errors import InvalidInputError, UnavailableError
 from llm_cost_ops.producer import UsageProducer
 from schemas.errors import field_errors
 from schemas.query import AggregateParams, CostFilterParams, PageParams
+from sinks.control_store import ControlStore
 from sinks.queries import CostQueries
 
 T = TypeVar("T")
@@ -37,8 +38,23 @@ def get_producer(context: ContextDep) -> UsageProducer:
     return context.producer
 
 
+def get_control(context: ContextDep) -> ControlStore:
+    if context.control is None:
+        raise UnavailableError("pricing rules are not available on this process", retry_after=5)
+    return context.control
+
+
+def get_actor(
+    x_actor: Annotated[str | None, Header(max_length=200, description="who made the change, for the audit log")] = None,
+) -> str:
+    # Taken on trust until the API authenticates callers (a later issue).
+    return (x_actor or "").strip() or "api"
+
+
 QueriesDep = Annotated[CostQueries, Depends(get_queries)]
 ProducerDep = Annotated[UsageProducer, Depends(get_producer)]
+ControlDep = Annotated[ControlStore, Depends(get_control)]
+ActorDep = Annotated[str, Depends(get_actor)]
 
 
 def _capture(builder: Callable[..., T]) -> Callable[..., T | InvalidInputError]:
@@ -65,6 +81,7 @@ def cost_filters(
     project_id: str | None = None,
     provider: str | None = None,
     model: str | None = None,
+    currency: Annotated[str | None, Query(description="ISO 4217 code: only costs in this currency")] = None,
     start_date: Annotated[str | None, Query(description="ISO 8601 date or timestamp, inclusive")] = None,
     end_date: Annotated[str | None, Query(description="ISO 8601; a date includes that whole day")] = None,
 ) -> CostFilterParams:
@@ -76,6 +93,7 @@ def cost_filters(
                 "project_id": project_id,
                 "provider": provider,
                 "model": model,
+                "currency": currency.upper() if currency else None,
                 "start_date": start_date,
                 "end_date": end_date,
             }

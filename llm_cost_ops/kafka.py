@@ -45,20 +45,28 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 
 def pipeline_topics(settings: Settings) -> list[str]:
     k = settings.kafka
-    return [k.usage_topic, k.priced_topic, k.dlq_topic]
+    return [k.usage_topic, k.priced_topic, k.dlq_topic, k.control_topic]
+
+
+def _new_topic(settings: Settings, name: str) -> NewTopic:
+    k = settings.kafka
+    if name == k.control_topic:
+        # One partition, compacted: every worker reads all of it, and the latest snapshot of
+        # each kind of control data is what survives.
+        return NewTopic(name, 1, k.replication_factor, topic_configs={"cleanup.policy": "compact"})
+    return NewTopic(name, k.partitions, k.replication_factor)
 
 
 async def ensure_topics(settings: Settings) -> None:
-    """Create the pipeline's topics where they are missing (same partition count for all)."""
+    """Create the pipeline's topics where they are missing (same partition count for the data
+    topics; the control topic has one)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers(settings))
     try:
         await admin.start()
         existing = set(await admin.list_topics())
         missing = [t for t in pipeline_topics(settings) if t not in existing]
         if missing:
-            await admin.create_topics(
-                [NewTopic(t, settings.kafka.partitions, settings.kafka.replication_factor) for t in missing]
-            )
+            await admin.create_topics([_new_topic(settings, t) for t in missing])
             logger.info("created topics", extra={"operation": "ensure_topics", "topics": missing})
     except TopicAlreadyExistsError:
         pass  # another process created them first

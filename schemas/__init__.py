@@ -4,7 +4,8 @@ Reading order: ``usage`` (the usage event and its validation rules), ``columns``
 an Arrow table), ``usage_check`` (the rules on whole columns), ``priced`` (the priced table
 and its Arrow wire format), ``errors``, ``registry`` (schema ids), ``serde`` (Confluent wire
 format), ``codec`` (events <-> Avro messages), ``dlq`` (dead-letter headers), ``query``
-(parameters and response models of the cost API).
+(parameters and response models of the cost API), ``pricing_rule`` (custom prices),
+``control`` (the pricing rule list and the audit log).
 """
 
 from schemas.priced import PricingStatus

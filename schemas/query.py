@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
@@ -48,6 +48,8 @@ class CostFilterParams(BaseModel):
     project_id: str | None = Field(default=None, max_length=128)
     provider: str | None = Field(default=None, max_length=64)
     model: str | None = Field(default=None, max_length=200)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    """Only costs in this currency (ISO 4217). Amounts of different currencies are never added."""
     start_date: date | datetime | None = None
     end_date: date | datetime | None = None
 
@@ -119,10 +121,50 @@ class CostRecord(BaseModel):
     cached_cost: Money | None
     output_cost: Money | None
     reasoning_cost: Money | None
+    request_cost: Money | None
     total_cost: Money | None
     currency: str
     price_source: str | None
     unpriced_reason: str | None
+
+
+class PricingError(BaseModel):
+    code: str = "COST_001"
+    message: str
+
+
+class CostDetail(CostRecord):
+    """One event's cost with its provenance: the rates applied (``price_rates``: the custom
+    rule or catalog entry, as JSON) and, for tiered rules, the month's volume before it, so
+    the cost can be explained and recomputed from the event's tokens."""
+
+    model_version: str | None
+    tags: list[str]
+    metadata: dict[str, str]
+    price_rates: dict[str, Any] | None
+    tier_volume: int | None
+    ingested_at: UtcDatetime
+    priced_at: UtcDatetime
+    error: PricingError | None = None
+    """``COST_001`` when the event is unpriced."""
+
+
+class MissingPrice(BaseModel):
+    """Unpriced events of one provider, model and organization (``GET /api/v1/pricing/missing``)."""
+
+    provider: str
+    model: str
+    organization_id: str
+    events: int
+    total_tokens: int
+    first_seen: UtcDatetime
+    last_seen: UtcDatetime
+    error: PricingError
+
+
+class MissingPrices(BaseModel):
+    data: list[MissingPrice]
+    total: int
 
 
 class CostPage(BaseModel):
@@ -139,6 +181,8 @@ class CostGroup(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     period_start: UtcDatetime | None = None
+    currency: str
+    """Groups are always split by currency: amounts of different currencies are never added."""
     total_cost: Money | None
     """Null when no request of the group could be priced."""
     request_count: int
@@ -159,6 +203,7 @@ class Breakdown(BaseModel):
     be priced (unknown is not zero)."""
 
     name: str
+    currency: str = "USD"
     total_cost: Money | None
     requests: int
     unpriced_requests: int
@@ -181,8 +226,12 @@ class CostSummary(BaseModel):
     unpriced_requests: int
     avg_cost_per_request: Money
     total_tokens: int
+    currency: str = "USD"
+    """The currency of ``total_cost`` and ``avg_cost_per_request`` (the ``currency`` filter, else USD)."""
     by_provider: list[Breakdown]
     by_model: list[Breakdown]
+    other_currencies: list[Breakdown] = []
+    """Totals of the costs priced in other currencies (``name`` is the currency): never added up."""
 
 
 class Freshness(BaseModel):

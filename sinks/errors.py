@@ -16,3 +16,9 @@ class QueryError(PipelineError):
     is the server's or our fault (a limit, a broken migration), never the caller's input."""
 
     code = "QUERY_ERROR"
+
+
+class ControlStoreUnavailableError(UnavailableError):
+    """The control plane's database (SQLite or PostgreSQL) did not answer or is locked; retry."""
+
+    code = "CONTROL_STORE_UNAVAILABLE"

@@ -1,11 +1,12 @@
 """Versioned DDL, applied in order at start-up; the applied versions are recorded in ClickHouse.
 
-Design of ``usage_costs``: ``ReplacingMergeTree`` ordered by ``(organization_id, event_id)``
-is what makes writes idempotent: an event id written twice (a replayed batch, a producer
-retry) collapses to one row. Merges happen in the background, so every query reads it with
-``FINAL``, which deduplicates at read time; counts are exact either way. Partitions are
-monthly by event time. Background merges only collapse copies within a partition, so an id
-re-sent with a timestamp in another month would stay on disk twice; FINAL on current
+Design of ``usage_costs``: ``ReplacingMergeTree(priced_at)`` ordered by
+``(organization_id, event_id)`` is what makes writes idempotent: an event id written twice (a
+replayed batch, a producer retry) collapses to one row, and where it was priced twice (a
+``cost-ops reprice``) the latest pricing is the row that stays. Merges happen in the
+background, so every query reads it with ``FINAL``, which deduplicates at read time; counts
+are exact either way. Partitions are monthly by event time. Background merges only collapse
+copies within a partition, so an id re-sent with a timestamp in another month would stay on disk twice; FINAL on current
 ClickHouse still collapses such copies at read time, but ids are meant to name one call.
 """
 
@@ -14,6 +15,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
+
+_V1_COLUMNS = ", ".join(
+    (
+        "event_id",
+        "timestamp",
+        "provider",
+        "model",
+        "model_version",
+        "context_window",
+        "organization_id",
+        "project_id",
+        "user_id",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "latency_ms",
+        "tags",
+        "metadata",
+        "source_type",
+        "source_endpoint",
+        "pricing_status",
+        "input_cost",
+        "cached_cost",
+        "output_cost",
+        "reasoning_cost",
+        "total_cost",
+        "currency",
+        "price_source",
+        "unpriced_reason",
+        "ingested_at",
+        "priced_at",
+    )
+)
+"""The columns of migration 1 but ``written_at``: what migration 2 copies."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +103,56 @@ MIGRATIONS: tuple[Migration, ...] = (
             PARTITION BY toYYYYMM(timestamp)
             ORDER BY (organization_id, event_id)
             """,
+        ),
+    ),
+    Migration(
+        2,
+        "usage_costs: request_cost, price_rates, tier_volume; the latest pricing wins (version priced_at)",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS {db}.usage_costs_next (
+                event_id String,
+                timestamp DateTime64(3, 'UTC'),
+                provider LowCardinality(String),
+                model LowCardinality(String),
+                model_version Nullable(String),
+                context_window Nullable(UInt64),
+                organization_id LowCardinality(String),
+                project_id Nullable(String),
+                user_id Nullable(String),
+                prompt_tokens UInt64,
+                completion_tokens UInt64,
+                total_tokens UInt64,
+                cached_tokens UInt64,
+                reasoning_tokens UInt64,
+                latency_ms Nullable(UInt64),
+                tags Array(String),
+                metadata Map(String, String),
+                source_type Nullable(String),
+                source_endpoint Nullable(String),
+                pricing_status LowCardinality(String),
+                input_cost Nullable(Decimal(38, 10)),
+                cached_cost Nullable(Decimal(38, 10)),
+                output_cost Nullable(Decimal(38, 10)),
+                reasoning_cost Nullable(Decimal(38, 10)),
+                request_cost Nullable(Decimal(38, 10)),
+                total_cost Nullable(Decimal(38, 10)),
+                currency LowCardinality(String),
+                price_source Nullable(String),
+                price_rates Nullable(String),
+                tier_volume Nullable(UInt64),
+                unpriced_reason Nullable(String),
+                ingested_at DateTime64(3, 'UTC'),
+                priced_at DateTime64(3, 'UTC'),
+                written_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(priced_at)
+            PARTITION BY toYYYYMM(timestamp)
+            ORDER BY (organization_id, event_id)
+            """,
+            f"INSERT INTO {{db}}.usage_costs_next ({_V1_COLUMNS}) SELECT {_V1_COLUMNS} FROM {{db}}.usage_costs",
+            "RENAME TABLE {db}.usage_costs TO {db}.usage_costs_v1, {db}.usage_costs_next TO {db}.usage_costs",
+            "DROP TABLE {db}.usage_costs_v1",
         ),
     ),
 )

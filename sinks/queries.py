@@ -8,6 +8,7 @@ Values are bound server-side (``{name:Type}``); only whitelisted identifiers are
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -17,22 +18,28 @@ from schemas.query import (
     AggregateParams,
     Breakdown,
     CostAggregate,
+    CostDetail,
     CostFilterParams,
     CostGroup,
     CostPage,
     CostRecord,
     CostSummary,
     Freshness,
+    MissingPrice,
+    MissingPrices,
     PageParams,
     Period,
+    PricingError,
     UsageStats,
 )
 from sinks.store import ClickHouseStore
 
-_FILTER_COLUMNS = ("organization_id", "project_id", "provider", "model")
+_FILTER_COLUMNS = ("organization_id", "project_id", "provider", "model", "currency")
 _GRANULARITY_FN = {"hour": "toStartOfHour", "day": "toStartOfDay"}
 _RECORD_COLUMNS = tuple(CostRecord.model_fields)
 _SELECT_RECORD = ", ".join("event_id AS id" if c == "id" else c for c in _RECORD_COLUMNS)
+_DETAIL_COLUMNS = tuple(c for c in CostDetail.model_fields if c != "error")
+_SELECT_DETAIL = ", ".join("event_id AS id" if c == "id" else c for c in _DETAIL_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -85,12 +92,12 @@ _TOTALS = (
 
 def aggregate_query(table: str, filters: CostFilterParams, agg: AggregateParams) -> Query:
     where, params = where_clause(filters)
-    keys: list[str] = list(agg.group_by)
+    keys: list[str] = [*agg.group_by, "currency"]  # never add amounts of different currencies
     if agg.granularity is not None:
         keys.insert(0, f"{_GRANULARITY_FN[agg.granularity]}(timestamp) AS period_start")
     names = [k.split(" AS ")[-1] for k in keys]
     select = ", ".join([*keys, _TOTALS])
-    group = f" GROUP BY {', '.join(names)} ORDER BY {', '.join(names)}" if names else ""
+    group = f" GROUP BY {', '.join(names)} ORDER BY {', '.join(names)}"
     return Query(f"SELECT {select} FROM {table} FINAL{where}{group}", params)
 
 
@@ -98,14 +105,35 @@ def summary_query(table: str, filters: CostFilterParams) -> Query:
     """Totals, by provider and by model in one statement (one snapshot of the table).
 
     Grouping sets fill the columns a set does not group by with ''; provider and model are
-    never empty, so ('', '') is the grand total, (p, '') a provider, ('', m) a model.
+    never empty, so (c, '', '') is the total of currency c, (c, p, '') a provider, (c, '', m)
+    a model. Every set keeps the currency: amounts of different currencies are never added.
     """
     where, params = where_clause(filters)
     sql = (
-        "SELECT provider, model, sum(total_cost) AS cost, count() AS requests, "
+        "SELECT currency, provider, model, sum(total_cost) AS cost, count() AS requests, "
         "countIf(pricing_status = 'unpriced') AS unpriced, sum(total_tokens) AS tokens "
         f"FROM {table} FINAL{where} "
-        "GROUP BY GROUPING SETS ((), (provider), (model)) ORDER BY cost DESC, provider, model"
+        "GROUP BY GROUPING SETS ((currency), (currency, provider), (currency, model)) "
+        "ORDER BY cost DESC, currency, provider, model"
+    )
+    return Query(sql, params)
+
+
+def detail_query(table: str, event_id: str) -> Query:
+    sql = f"SELECT {_SELECT_DETAIL} FROM {table} FINAL WHERE event_id = {{event_id:String}} LIMIT 1"
+    return Query(sql, {"event_id": event_id})
+
+
+def missing_query(table: str, filters: CostFilterParams, limit: int) -> Query:
+    """Unpriced events by provider, model and organization, most events first."""
+    where, params = where_clause(filters)
+    where = f"{where} AND" if where else " WHERE"
+    params["limit"] = limit
+    sql = (
+        "SELECT provider, model, organization_id, count() AS events, sum(total_tokens), min(timestamp), "
+        f"max(timestamp), count() OVER () FROM {table} FINAL{where} pricing_status = 'unpriced' "
+        "GROUP BY provider, model, organization_id ORDER BY events DESC, provider, model, organization_id "
+        "LIMIT {limit:UInt32}"
     )
     return Query(sql, params)
 
@@ -158,7 +186,7 @@ class CostQueries:
 
     def aggregate(self, filters: CostFilterParams, agg: AggregateParams) -> CostAggregate:
         rows = self._run(aggregate_query(self._table, filters, agg))
-        names = (["period_start"] if agg.granularity else []) + list(agg.group_by)
+        names = (["period_start"] if agg.granularity else []) + [*agg.group_by, "currency"]
         groups = []
         for row in rows:
             keys = dict(zip(names, row[: len(names)], strict=True))
@@ -189,31 +217,80 @@ class CostQueries:
         )
 
     def summary(self, filters: CostFilterParams) -> CostSummary:
+        currency = filters.currency or "USD"
         total_cost, requests, unpriced, tokens = _money(None), 0, 0, 0
+        currency_priced = 0
         by_provider: list[Breakdown] = []
         by_model: list[Breakdown] = []
-        for provider, model, cost, count, unpriced_count, token_sum in self._run(summary_query(self._table, filters)):
-            if not provider and not model:
-                total_cost, requests, unpriced, tokens = _money(cost), count, unpriced_count, token_sum or 0
+        others: list[Breakdown] = []
+        for cur, provider, model, cost, count, unpriced_count, token_sum in self._run(
+            summary_query(self._table, filters)
+        ):
+            if not provider and not model:  # the total of one currency
+                requests, unpriced, tokens = requests + count, unpriced + unpriced_count, tokens + (token_sum or 0)
+                if cur == currency:
+                    total_cost, currency_priced = _money(cost), count - unpriced_count
+                else:
+                    others.append(
+                        Breakdown(
+                            name=cur,
+                            currency=cur,
+                            total_cost=_money_or_none(cost),
+                            requests=count,
+                            unpriced_requests=unpriced_count,
+                        )
+                    )
                 continue
             item = Breakdown(
                 name=provider or model,
+                currency=cur,
                 total_cost=_money_or_none(cost),
                 requests=count,
                 unpriced_requests=unpriced_count,
             )
             (by_provider if provider else by_model).append(item)
-        priced = requests - unpriced
-        avg = (total_cost / priced).quantize(COST_PLACES, ROUND_HALF_EVEN) if priced else _money(None)
+        avg = (total_cost / currency_priced).quantize(COST_PLACES, ROUND_HALF_EVEN) if currency_priced else _money(None)
         return CostSummary(
             period=Period(start=filters.start, end=filters.end),
             organization_id=filters.organization_id,
             total_cost=total_cost,
             total_requests=requests,
-            priced_requests=priced,
+            priced_requests=requests - unpriced,
             unpriced_requests=unpriced,
             avg_cost_per_request=avg,
             total_tokens=tokens,
+            currency=currency,
             by_provider=by_provider,
             by_model=by_model,
+            other_currencies=others,
         )
+
+    def detail(self, event_id: str) -> CostDetail | None:
+        rows = self._run(detail_query(self._table, event_id))
+        if not rows:
+            return None
+        values = dict(zip(_DETAIL_COLUMNS, rows[0], strict=True))
+        values["price_rates"] = json.loads(values["price_rates"]) if values["price_rates"] else None
+        values["metadata"] = dict(values["metadata"] or {})
+        if values["pricing_status"] == "unpriced":
+            values["error"] = PricingError(message=values["unpriced_reason"] or "Pricing table not found")
+        return CostDetail(**values)
+
+    def missing(self, filters: CostFilterParams, limit: int = 1000) -> MissingPrices:
+        rows = self._run(missing_query(self._table, filters, limit))
+        data = [
+            MissingPrice(
+                provider=provider,
+                model=model,
+                organization_id=org,
+                events=events,
+                total_tokens=tokens or 0,
+                first_seen=first,
+                last_seen=last,
+                error=PricingError(
+                    message=f"Pricing table not found for {provider}/{model} on {last.date().isoformat()}"
+                ),
+            )
+            for provider, model, org, events, tokens, first, last, _ in rows
+        ]
+        return MissingPrices(data=data, total=rows[0][-1] if rows else 0)

@@ -11,8 +11,8 @@ USAGE_COSTS_COLUMNS: tuple[str, ...] = (
     "organization_id", "project_id", "user_id", "prompt_tokens", "completion_tokens",
     "total_tokens", "cached_tokens", "reasoning_tokens", "latency_ms", "tags", "metadata",
     "source_type", "source_endpoint", "pricing_status", "input_cost", "cached_cost",
-    "output_cost", "reasoning_cost", "total_cost", "currency", "price_source",
-    "unpriced_reason", "ingested_at", "priced_at",
+    "output_cost", "reasoning_cost", "request_cost", "total_cost", "currency", "price_source",
+    "price_rates", "tier_volume", "unpriced_reason", "ingested_at", "priced_at",
 )  # fmt: skip
 """The columns the sink writes (``written_at`` is the table's default)."""
 

@@ -88,6 +88,14 @@ class ClickHouseStore:
             result = _guard(lambda: self.client.query(sql, parameters=parameters or {}))
         return [tuple(row) for row in result.result_rows]
 
+    def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
+        """A query's result as one Arrow table (text as strings, not bytes)."""
+        with self._lock:
+            result: pa.Table = _guard(
+                lambda: self.client.query_arrow(sql, parameters=parameters or {}, use_strings=True)
+            )
+        return result
+
     def ping(self) -> bool:
         try:
             self.query("SELECT 1")

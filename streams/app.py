@@ -12,8 +12,10 @@ from llm_cost_ops.metrics import CONTENT_TYPE_LATEST, PipelineMetrics
 from llm_cost_ops.settings import Settings
 from llm_cost_ops.wire import build_codec
 from schemas.provider import allowed_providers
+from streams.control import ControlFeed
 from streams.price_agent import PriceAgentDeps, register_price_agent
-from streams.pricing import PriceCatalog
+from streams.pricing import PriceCatalog, Pricer
+from streams.rules import RuleBook
 from streams.topics import declare_topics
 
 
@@ -40,15 +42,30 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     )
     metrics = metrics or PipelineMetrics()
     topics = declare_topics(app, settings)
+    pricer = Pricer(PriceCatalog())
+
+    def use_rules(book: RuleBook) -> None:
+        pricer.rules = book  # whole: a take in progress keeps the book it started with
+
+    feed = ControlFeed(settings, use_rules)
+    # Changelog-backed: a restarted or rebalanced worker recovers each month's volume.
+    volumes = app.Table("tier-volume", default=int, partitions=k.partitions, key_type=str, value_type=int)
     deps = PriceAgentDeps(
         codec=build_codec(settings),
-        catalog=PriceCatalog(),
+        pricer=pricer,
         providers=allowed_providers(settings.custom_providers),
         metrics=metrics,
         batch_size=settings.worker.batch_size,
         batch_seconds=settings.worker.batch_seconds,
+        volumes=volumes,
+        rules_ready=feed.ready,
     )
     register_price_agent(app, topics, deps)
+
+    async def follow_control() -> None:
+        await feed.run()
+
+    app.task(follow_control)
     _register_pages(app, metrics)
     return app
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ import faust
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from faust.streams import _current_event
 
 from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
@@ -22,8 +24,9 @@ from schemas.codec import UsageCodec
 from schemas.columns import codes, dictionary_array, millis
 from schemas.priced import CONTENT_TYPE, PricingStatus, encode_priced
 from streams.price_step import price_messages
-from streams.pricing import PriceCatalog
+from streams.pricing import Pricer
 from streams.topics import PipelineTopics
+from streams.volume import VolumeKey, key_text
 
 logger = logging.getLogger(__name__)
 
@@ -33,11 +36,39 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class PriceAgentDeps:
     codec: UsageCodec
-    catalog: PriceCatalog
+    pricer: Pricer
     providers: frozenset[str]
     metrics: PipelineMetrics
     batch_size: int
     batch_seconds: float
+    volumes: Any
+    """The ``tier-volume`` Faust table: monthly volume per organization and model."""
+    rules_ready: asyncio.Event
+    """Set once the control topic has been read: nothing is priced before the custom rules are known."""
+
+
+class TableVolumes:
+    """The volume table as :class:`streams.volume.VolumeStore`.
+
+    Faust writes a table key's changelog to the partition of the event being processed; a
+    take spans partitions, so each key is written as if during the message that last added
+    to it (one organization's events share a partition, so its keys live with them and move
+    with them on a rebalance).
+    """
+
+    def __init__(self, table: Any, events: Sequence[Any]) -> None:
+        self._table = table
+        self._events = events
+
+    def get(self, key: VolumeKey) -> int:
+        return int(self._table.get(key_text(key)) or 0)
+
+    def set(self, key: VolumeKey, total: int, message: int) -> None:
+        token = _current_event.set(weakref.ref(self._events[message]))
+        try:
+            self._table[key_text(key)] = total
+        finally:
+            _current_event.reset(token)
 
 
 def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgentDeps) -> Any:
@@ -62,10 +93,15 @@ def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgen
 
 
 async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: PriceAgentDeps) -> None:
+    if not deps.rules_ready.is_set():
+        logger.info("waiting for the pricing rules on the control topic")
+        await deps.rules_ready.wait()
     now_ms = millis(datetime.now(UTC))
     messages = [event.message for event in events]
+    values = [m.value for m in messages]
+    volumes = TableVolumes(deps.volumes, events)
     outcomes = await _until_available(
-        partial(price_messages, [m.value for m in messages], deps.codec, deps.catalog, deps.providers, now_ms)
+        partial(price_messages, values, deps.codec, deps.pricer, deps.providers, now_ms, volumes)
     )
     pending = []
     priced_tables = []

@@ -14,7 +14,8 @@ from schemas.dlq import DeadLetter
 from schemas.errors import DecodeError, EventValidationError
 from schemas.usage import UsageEvent
 from schemas.usage_check import rows_to_recheck
-from streams.pricing import PriceCatalog
+from streams.pricing import PriceCatalog, Pricer
+from streams.volume import Volumes, VolumeStore
 
 
 @dataclass
@@ -37,20 +38,22 @@ class MessageOutcome:
 def price_message(
     value: bytes | None,
     codec: UsageCodec,
-    catalog: PriceCatalog,
+    pricer: Pricer | PriceCatalog,
     providers: frozenset[str],
     now_ms: int,
+    volumes: VolumeStore | None = None,
 ) -> MessageOutcome:
     """Decode, validate again and price every event of one message."""
-    return price_messages([value], codec, catalog, providers, now_ms)[0]
+    return price_messages([value], codec, pricer, providers, now_ms, volumes)[0]
 
 
 def price_messages(
     values: Sequence[bytes | None],
     codec: UsageCodec,
-    catalog: PriceCatalog,
+    pricer: Pricer | PriceCatalog,
     providers: frozenset[str],
     now_ms: int,
+    volumes: VolumeStore | None = None,
 ) -> list[MessageOutcome]:
     """Decode, validate again and price every event of several messages: one outcome each.
 
@@ -59,6 +62,9 @@ def price_messages(
     decoded one by one, then checked and priced as one table, so the per-call costs of the
     column kernels are paid once per take of messages, not once per message. Only the rows
     the column check flags go through the full model one by one.
+
+    ``volumes`` holds the monthly volumes tiered rules price against: read before pricing,
+    and each touched key set to its new total after (in message order).
     """
     outcomes = [MessageOutcome() for _ in values]
     tables: list[pa.Table] = []
@@ -83,7 +89,15 @@ def price_messages(
         rows = _Rows(usage, message, position)
         usage, message = _recheck(rows, flagged, batched, values, codec, providers, outcomes)
     if usage.num_rows:
-        _split(catalog.price(usage, now_ms), message, outcomes)
+        if isinstance(pricer, PriceCatalog):
+            pricer = Pricer(pricer)
+        counted = Volumes.of(usage)
+        start = {key: volumes.get(key) for key in counted.keys} if volumes is not None else {}
+        _split(pricer.price(usage, now_ms, counted.before(start)), message, outcomes)
+        if volumes is not None:
+            last_message = message[counted.last_rows()]
+            for (key, total), number in zip(counted.after(start).items(), last_message.tolist(), strict=True):
+                volumes.set(key, total, int(number))
     return outcomes
 
 

@@ -118,7 +118,8 @@ class PriceCatalog:
             raise UnknownPriceError(f"no price at timestamp {timestamp_ms}")
         price = info.get_prices(moment)
         if price.input_mtok is None and price.output_mtok is None:
-            raise UnknownPriceError(not_found(provider, model, timestamp_ms))
+            detail = f"{found_provider.id}/{info.id} has no token prices in {self.source}"
+            raise UnknownPriceError(f"{not_found(provider, model, timestamp_ms)} ({detail})")
         input_rate = _rate(price, "input_mtok")
         output_rate = _rate(price, "output_mtok")
         cached_rate = _rate(price, "cache_read_mtok", default=input_rate)
@@ -424,7 +425,11 @@ class _TablePricer:
         self.priced[rows] = True
         self.sources.set(rows, rule.id)
         self.currency.set(rows, rule.currency)
-        described = {"rule": rule.id, "scope": rule.scope, **rule.pricing_structure.model_dump(mode="json", exclude_none=True)}
+        described = {
+            "rule": rule.id,
+            "scope": rule.scope,
+            **rule.pricing_structure.model_dump(mode="json", exclude_none=True),
+        }
         self.rates.set(rows, json.dumps(described, separators=(",", ":")))
         structure = rule.pricing_structure
         if isinstance(structure, PerToken):

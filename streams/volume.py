@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -19,6 +20,30 @@ from schemas.columns import codes, dictionary_array
 
 VolumeKey = tuple[str, str, str, str]
 """(organization_id, provider, model, "YYYY-MM")."""
+
+
+class VolumeStore(Protocol):
+    """Where monthly volumes live between takes (the worker: a changelog-backed Faust table)."""
+
+    def get(self, key: VolumeKey) -> int: ...
+
+    def set(self, key: VolumeKey, total: int, message: int) -> None:
+        """``total`` is the key's new volume after the take; ``message`` is the number (in the
+        take) of the last message that added to it (the worker writes where it came from)."""
+        ...
+
+
+@dataclass
+class DictVolumes:
+    """Volumes in a dict: tests, and recomputations that start from known volumes."""
+
+    totals: dict[VolumeKey, int] = field(default_factory=dict)
+
+    def get(self, key: VolumeKey) -> int:
+        return self.totals.get(key, 0)
+
+    def set(self, key: VolumeKey, total: int, message: int) -> None:
+        self.totals[key] = total
 
 
 def key_text(key: VolumeKey) -> str:
@@ -78,6 +103,12 @@ class Volumes:
         sorted_index = self.index[order]
         result[order] = running - offsets[sorted_index] + base[sorted_index]
         return result
+
+    def last_rows(self) -> np.ndarray:
+        """Per key: its last row in the table."""
+        last = np.zeros(len(self.keys), dtype=np.int64)
+        last[self.index] = np.arange(len(self.index))  # later rows overwrite earlier ones
+        return last
 
     def after(self, start: Mapping[VolumeKey, int]) -> dict[VolumeKey, int]:
         """Each key's volume once the take's rows are added."""

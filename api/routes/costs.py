@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from api.deps import AggregateRequestDep, FiltersDep, PageDep, QueriesDep
-from schemas.query import CostAggregate, CostPage, CostSummary
+from llm_cost_ops.errors import NotFoundError
+from schemas.query import CostAggregate, CostDetail, CostPage, CostSummary
 
 router = APIRouter(prefix="/api/v1/costs", tags=["costs"])
 
@@ -27,3 +28,14 @@ def aggregate_costs(queries: QueriesDep, request: AggregateRequestDep) -> CostAg
 def cost_summary(queries: QueriesDep, filters: FiltersDep) -> CostSummary:
     """Total cost, requests, average cost per request, by provider and by model."""
     return queries.summary(filters)
+
+
+@router.get("/{event_id}", response_model=CostDetail)
+def get_cost(queries: QueriesDep, event_id: str) -> CostDetail:
+    """One event's cost with its provenance: the rule or catalog entry and the rates applied
+    (``price_rates``), and for tiered rules the month's volume before it (``tier_volume``).
+    An unpriced event carries the ``COST_001`` error."""
+    detail = queries.detail(event_id)
+    if detail is None:
+        raise NotFoundError(f"no cost record with id {event_id}")
+    return detail

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from llm_cost_ops.errors import InvalidInputError, PipelineError, UnavailableError
+from llm_cost_ops.errors import InvalidInputError, NotFoundError, PipelineError, UnavailableError
 from llm_cost_ops.runtime import api_url
 from llm_cost_ops.settings import Settings
 
@@ -42,6 +42,12 @@ class ApiClient:
     def post(self, path: str, body: Any) -> Any:
         return self._request("POST", path, json=body)
 
+    def put(self, path: str, body: Any) -> Any:
+        return self._request("PUT", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self._request("DELETE", path)
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
@@ -59,6 +65,8 @@ class ApiClient:
         message = f"{error.get('code')}: {error.get('message')}"
         if response.status_code == 422:
             raise InvalidInputError(message, error.get("field_errors"))
+        if response.status_code == 404:
+            raise NotFoundError(message)
         if response.status_code == 503:
             raise UnavailableError(message, float(response.headers.get("Retry-After", 5)))
         raise PipelineError(f"API answered {response.status_code}: {message}")

@@ -145,6 +145,7 @@ def _date_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from llm_cost_ops.cli.pricing import add_pricing_commands
     from llm_cost_ops.cli.report import RANGES
 
     parser = argparse.ArgumentParser(prog="cost-ops", description=__doc__.splitlines()[0])
@@ -215,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--output", type=Path, default=Path("benchmarks/results/latest.json"))
     bench.set_defaults(func=cmd_bench)
+
+    add_pricing_commands(sub)
 
     sub.add_parser("check-config", help="validate and print the effective settings").set_defaults(func=cmd_check_config)
     return parser

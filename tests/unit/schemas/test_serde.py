@@ -675,7 +675,7 @@ def test_unpriced_round_trip_keeps_null_costs(
         assert priced[key] is not None, key
     assert unpriced["pricing_status"] == "unpriced"
     assert unpriced["currency"] == "USD"
-    assert unpriced["unpriced_reason"] == "no list price for openai/gpt-99 in genai-prices==0.2.3"
+    assert unpriced["unpriced_reason"] == "Pricing table not found for openai/gpt-99 on 2025-01-15"
 
 
 def test_priced_table_of_custom_provider(catalog: PriceCatalog) -> None:
@@ -725,7 +725,8 @@ def test_decode_priced_other_table() -> None:
     with pytest.raises(
         DecodeError,
         match=r"not a priced-usage table \(missing or mistyped columns: cached_cost, currency, input_cost, "
-        r"output_cost, price_source, priced_at, pricing_status, reasoning_cost, total_cost, unpriced_reason\)",
+        r"output_cost, price_rates, price_source, priced_at, pricing_status, reasoning_cost, request_cost, "
+        r"tier_volume, total_cost, unpriced_reason\)",
     ):
         decode_priced(arrow_stream(USAGE_SCHEMA.empty_table()))
 

@@ -16,7 +16,7 @@ TABLE = "costops.usage_costs"
 RECORD_COLUMNS = (
     "event_id AS id, timestamp, provider, model, organization_id, project_id, user_id, prompt_tokens, "
     "completion_tokens, total_tokens, cached_tokens, reasoning_tokens, pricing_status, input_cost, cached_cost, "
-    "output_cost, reasoning_cost, total_cost, currency, price_source, unpriced_reason"
+    "output_cost, reasoning_cost, request_cost, total_cost, currency, price_source, unpriced_reason"
 )
 TOTALS = (
     "sum(total_cost) AS total_cost, count() AS request_count, "
@@ -124,14 +124,18 @@ def test_count_query(january: CostFilterParams) -> None:
 
 
 def test_aggregate_query_no_group() -> None:
-    assert aggregate_query(TABLE, filters(), AggregateParams()) == Query(f"SELECT {TOTALS} FROM {TABLE} FINAL", {})
+    # Even ungrouped, amounts of different currencies are never added.
+    assert aggregate_query(TABLE, filters(), AggregateParams()) == Query(
+        f"SELECT currency, {TOTALS} FROM {TABLE} FINAL GROUP BY currency ORDER BY currency", {}
+    )
 
 
 def test_aggregate_query_group_by_provider_and_model() -> None:
     query = aggregate_query(TABLE, filters(organization_id="org-1"), AggregateParams(group_by=("provider", "model")))
     assert query == Query(
-        f"SELECT provider, model, {TOTALS} FROM {TABLE} FINAL WHERE organization_id = {{organization_id:String}}"
-        " GROUP BY provider, model ORDER BY provider, model",
+        f"SELECT provider, model, currency, {TOTALS} FROM {TABLE} FINAL"
+        " WHERE organization_id = {organization_id:String}"
+        " GROUP BY provider, model, currency ORDER BY provider, model, currency",
         {"organization_id": "org-1"},
     )
 
@@ -139,8 +143,8 @@ def test_aggregate_query_group_by_provider_and_model() -> None:
 def test_aggregate_query_granularity_day() -> None:
     query = aggregate_query(TABLE, filters(), AggregateParams(granularity="day"))
     assert query == Query(
-        f"SELECT toStartOfDay(timestamp) AS period_start, {TOTALS} FROM {TABLE} FINAL"
-        " GROUP BY period_start ORDER BY period_start",
+        f"SELECT toStartOfDay(timestamp) AS period_start, currency, {TOTALS} FROM {TABLE} FINAL"
+        " GROUP BY period_start, currency ORDER BY period_start, currency",
         {},
     )
 
@@ -148,8 +152,8 @@ def test_aggregate_query_granularity_day() -> None:
 def test_aggregate_query_granularity_hour_and_group() -> None:
     query = aggregate_query(TABLE, filters(), AggregateParams(group_by=("project_id",), granularity="hour"))
     assert query.sql == (
-        f"SELECT toStartOfHour(timestamp) AS period_start, project_id, {TOTALS} FROM {TABLE} FINAL"
-        " GROUP BY period_start, project_id ORDER BY period_start, project_id"
+        f"SELECT toStartOfHour(timestamp) AS period_start, project_id, currency, {TOTALS} FROM {TABLE} FINAL"
+        " GROUP BY period_start, project_id, currency ORDER BY period_start, project_id, currency"
     )
 
 
@@ -163,12 +167,13 @@ def test_aggregate_params_whitelist() -> None:
 def test_summary_query(january: CostFilterParams) -> None:
     query = summary_query(TABLE, january)
     assert query == Query(
-        "SELECT provider, model, sum(total_cost) AS cost, count() AS requests, "
+        "SELECT currency, provider, model, sum(total_cost) AS cost, count() AS requests, "
         "countIf(pricing_status = 'unpriced') AS unpriced, sum(total_tokens) AS tokens "
         f"FROM {TABLE} FINAL"
         " WHERE organization_id = {organization_id:String} AND provider = {provider:String}"
         " AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}"
-        " GROUP BY GROUPING SETS ((), (provider), (model)) ORDER BY cost DESC, provider, model",
+        " GROUP BY GROUPING SETS ((currency), (currency, provider), (currency, model))"
+        " ORDER BY cost DESC, currency, provider, model",
         {"organization_id": "org-1", "provider": "openai", "start": JAN_1, "end": FEB_1},
     )
 

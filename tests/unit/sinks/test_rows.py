@@ -46,7 +46,7 @@ def marked(pairs: list[tuple[str, str]]) -> pa.Table:
 
 
 def test_columns_are_unique() -> None:
-    assert len(USAGE_COSTS_COLUMNS) == len(set(USAGE_COSTS_COLUMNS)) == 30
+    assert len(USAGE_COSTS_COLUMNS) == len(set(USAGE_COSTS_COLUMNS)) == 33
 
 
 def test_columns_are_the_priced_columns() -> None:
@@ -55,7 +55,7 @@ def test_columns_are_the_priced_columns() -> None:
 
 
 def test_columns_are_the_table_columns_in_order() -> None:
-    (statement,) = MIGRATIONS[0].statements
+    statement = MIGRATIONS[-1].statements[0]  # the latest CREATE of usage_costs
     body = statement[statement.index("(") + 1 : statement.index("ENGINE")]
     declared = re.findall(r"^\s*(\w+) ", body, flags=re.MULTILINE)
     assert declared == [*USAGE_COSTS_COLUMNS, "written_at"]  # written_at: the table's default
@@ -99,9 +99,16 @@ def test_one_value_per_column(catalog: PriceCatalog, usage_event: EventFactory) 
         "cached_cost": Decimal("0.0001250000"),  # 100 * $1.25
         "output_cost": Decimal("0.0020000000"),  # 200 * $10
         "reasoning_cost": Decimal("0E-10"),
+        "request_cost": Decimal("0E-10"),
         "total_cost": Decimal("0.0043750000"),
         "currency": "USD",
         "price_source": "genai-prices==0.2.3 openai/gpt-4o",
+        "price_rates": (
+            '{"type":"catalog","catalog":"genai-prices==0.2.3","model":"openai/gpt-4o",'
+            '"input_price_per_million":"2.5","cached_input_price_per_million":"1.25",'
+            '"output_price_per_million":"10","reasoning_price_per_million":"10"}'
+        ),
+        "tier_volume": None,
         "unpriced_reason": None,
         "ingested_at": event.ingested_at,
         "priced_at": PRICED_AT,
@@ -113,6 +120,7 @@ def test_unpriced_minimal_row(catalog: PriceCatalog) -> None:
         {"provider": "openai", "model": "x", "organization_id": "o", "prompt_tokens": 1, "completion_tokens": 2}
     )
     (row,) = sink_rows(catalog, [event])
+    day = event.timestamp.date().isoformat()
     for column in ("input_cost", "cached_cost", "output_cost", "reasoning_cost", "total_cost", "price_source"):
         assert row[column] is None, column
     for column in ("model_version", "context_window", "project_id", "user_id", "latency_ms"):
@@ -122,7 +130,7 @@ def test_unpriced_minimal_row(catalog: PriceCatalog) -> None:
     assert row["tags"] == []
     assert row["metadata"] == []
     assert row["pricing_status"] == "unpriced"
-    assert row["unpriced_reason"] == "no list price for openai/x in genai-prices==0.2.3"
+    assert row["unpriced_reason"] == f"Pricing table not found for openai/x on {day}"
     assert row["total_tokens"] == 3
 
 

@@ -90,7 +90,7 @@ def test_unknown_model_is_unpriced_not_dead(
     assert isinstance(row, dict)
     assert row["pricing_status"] == PricingStatus.UNPRICED
     assert row["total_cost"] is None
-    assert row["unpriced_reason"] == "no list price for openai/no-such-model in genai-prices==0.2.3"
+    assert row["unpriced_reason"] == "Pricing table not found for openai/no-such-model on 2025-01-15"
 
 
 @pytest.mark.parametrize(

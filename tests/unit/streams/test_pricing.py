@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from genai_prices.types import (
 from schemas.columns import USAGE_SCHEMA, event_record, from_millis, millis, table_from_events, table_from_records
 from schemas.priced import COST_PLACES, MONEY, PRICED_SCHEMA, PricingStatus
 from schemas.usage import MAX_TOKENS, UsageEvent
-from streams.pricing import PriceCatalog, Rates, UnknownPriceError
+from streams.pricing import PriceCatalog, UnknownPriceError
 
 UsageFactory = Callable[..., dict[str, Any]]
 EventFactory = Callable[..., UsageEvent]
@@ -184,9 +185,23 @@ def test_cost_columns_are_clickhouse_decimals(catalog: PriceCatalog, event: Even
 
 
 def test_cached_tokens_at_cache_read_rate(catalog: PriceCatalog, event: EventFactory) -> None:
-    assert catalog.rates("openai", "gpt-4o", None, EVENT_MS) == Rates(
-        input=Decimal("2.5"), cached=Decimal("1.25"), output=Decimal("10"), source=f"{SOURCE} openai/gpt-4o"
+    rates = catalog.rates("openai", "gpt-4o", None, EVENT_MS)
+    assert (rates.input, rates.cached, rates.output, rates.reasoning) == (
+        Decimal("2.5"),
+        Decimal("1.25"),
+        Decimal("10"),
+        Decimal("10"),
     )
+    assert rates.source == f"{SOURCE} openai/gpt-4o"
+    assert json.loads(rates.description) == {
+        "type": "catalog",
+        "catalog": SOURCE,
+        "model": "openai/gpt-4o",
+        "input_price_per_million": "2.5",
+        "cached_input_price_per_million": "1.25",
+        "output_price_per_million": "10",
+        "reasoning_price_per_million": "10",
+    }
     with_cache, without = (priced(r) for r in price(catalog, [event(cached_tokens=1000), event(cached_tokens=0)]))
     assert with_cache["cached_cost"] == Decimal("0.0012500000")
     assert with_cache["input_cost"] == ZERO
@@ -304,9 +319,10 @@ def test_unknown_model_is_unpriced(catalog: PriceCatalog, event: EventFactory, p
     assert row["pricing_status"] == PricingStatus.UNPRICED
     for name in (*COSTS, "price_source"):
         assert row[name] is None, name
-    assert row["unpriced_reason"] == f"no list price for {provider}/{model} in {SOURCE}"
+    day = ev.timestamp.date().isoformat()
+    assert row["unpriced_reason"] == f"Pricing table not found for {provider}/{model} on {day}"  # the seeds' COST_001
     assert row["event_id"] == ev.id
-    with pytest.raises(UnknownPriceError, match=f"no list price for {provider}/{model}"):
+    with pytest.raises(UnknownPriceError, match=f"Pricing table not found for {provider}/{model} on "):
         catalog.rates(provider, model, None, EVENT_MS)
 
 
@@ -322,10 +338,14 @@ def test_unknown_model_in_a_batch_leaves_the_others_priced(catalog: PriceCatalog
 
 def test_model_without_token_prices_is_unpriced(catalog: PriceCatalog, event: EventFactory) -> None:
     # mistral-ocr is priced per page, not per token.
-    (row,) = price(catalog, [event("mistral", "mistral-ocr-latest")])
+    ev = event("mistral", "mistral-ocr-latest")
+    (row,) = price(catalog, [ev])
     assert row["pricing_status"] == PricingStatus.UNPRICED
     assert row["total_cost"] is None
-    assert row["unpriced_reason"] == f"mistral/mistral-ocr-latest has no token prices in {SOURCE}"
+    assert row["unpriced_reason"] == (
+        f"Pricing table not found for mistral/mistral-ocr-latest on {ev.timestamp.date().isoformat()} "
+        f"(mistral/mistral-ocr-latest has no token prices in {SOURCE})"
+    )
 
 
 def test_known_version_preferred_over_name(catalog: PriceCatalog, event: EventFactory) -> None:
@@ -653,8 +673,12 @@ def mismatches(model: CatalogModel, records: list[dict[str, Any]], rows: list[di
         assert row["event_id"] == record["id"], where
         expected = expected_components(model.info, record)
         if expected is None:
-            reason = f"{model.provider}/{model.info.id} has no token prices in {SOURCE}"
-            if row["pricing_status"] != "unpriced" or row["unpriced_reason"] != reason or row["total_cost"] is not None:
+            reason = f"({model.provider}/{model.info.id} has no token prices in {SOURCE})"
+            if (
+                row["pricing_status"] != "unpriced"
+                or not row["unpriced_reason"].endswith(reason)
+                or row["total_cost"] is not None
+            ):
                 problems.append(f"{where}: expected unpriced, got {row['pricing_status']} {row['unpriced_reason']}")
             continue
         exact, rounded = expected

@@ -1,0 +1,99 @@
+"""Pricing operations over stored events: what is unpriced, and pricing a range again.
+
+Registered before :mod:`api.routes.pricing`, so ``/missing`` and ``/reprice`` are never read
+as rule ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from api.deps import ContextDep, ControlDep, FiltersDep, QueriesDep
+from schemas.query import MissingPrices
+from streams.pricing import Pricer
+from streams.reprice import reprice
+from streams.rules import RuleBook
+
+router = APIRouter(prefix="/api/v1/pricing", tags=["pricing"])
+
+MAX_REPRICE_DAYS = 31
+"""Longest range of one request; ``cost-ops reprice`` walks a longer one day by day."""
+
+
+@router.get("/missing", response_model=MissingPrices)
+def missing_prices(
+    queries: QueriesDep, filters: FiltersDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+) -> MissingPrices:
+    """Unpriced events by provider, model and organization, each with the seeds' ``COST_001``
+    error; add a price (``POST /api/v1/pricing``), then reprice the range."""
+    return queries.missing(filters, limit)
+
+
+class RepriceRequest(BaseModel):
+    """``[start_date, end_date)``; a date means its midnight UTC (``end_date`` a date: the
+    whole day included)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start_date: datetime | date
+    end_date: datetime | date
+    organization_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+    @property
+    def start(self) -> datetime:
+        return _instant(self.start_date, end=False)
+
+    @property
+    def end(self) -> datetime:
+        return _instant(self.end_date, end=True)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RepriceRequest:
+        if self.end <= self.start:
+            raise ValueError("end_date must be after start_date")
+        if self.end - self.start > timedelta(days=MAX_REPRICE_DAYS):
+            raise ValueError(f"a range of at most {MAX_REPRICE_DAYS} days per request (the CLI splits longer ones)")
+        return self
+
+
+def _instant(value: datetime | date, end: bool) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    moment = datetime.combine(value, time(), tzinfo=UTC)
+    return moment + timedelta(days=1) if end else moment
+
+
+class RepriceResponse(BaseModel):
+    start_date: datetime
+    end_date: datetime
+    organization_id: str | None
+    events: int
+    priced: int
+    unpriced: int
+    rules_version: int
+
+
+@router.post("/reprice", response_model=RepriceResponse)
+async def reprice_range(request: RepriceRequest, context: ContextDep, control: ControlDep) -> RepriceResponse:
+    """Price the stored events of a range again with today's rules; each event's new price
+    replaces its old one (never added to it)."""
+    version = await asyncio.to_thread(control.version)
+    rules = await asyncio.to_thread(control.all_rules)
+    pricer = Pricer(context.catalog, RuleBook.of(rules, version))
+    result = await asyncio.to_thread(
+        reprice, context.store, pricer, request.start, request.end, request.organization_id
+    )
+    return RepriceResponse(
+        start_date=request.start,
+        end_date=request.end,
+        organization_id=request.organization_id,
+        events=result.events,
+        priced=result.priced,
+        unpriced=result.unpriced,
+        rules_version=version,
+    )
