@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.deps import ContextDep, ControlDep, FiltersDep, QueriesDep
 from schemas.query import MissingPrices
@@ -43,6 +43,12 @@ class RepriceRequest(BaseModel):
     start_date: datetime | date
     end_date: datetime | date
     organization_id: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+
+    @field_validator("start_date", "end_date", mode="before")
+    @classmethod
+    def _day(cls, value: object) -> object:
+        # "2025-03-01" is that day (as an end: all of it), not the instant it starts.
+        return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else value
 
     @property
     def start(self) -> datetime:

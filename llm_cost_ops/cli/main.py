@@ -147,6 +147,7 @@ def _date_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from llm_cost_ops.cli.pricing import add_pricing_commands
     from llm_cost_ops.cli.report import RANGES
+    from llm_cost_ops.cli.reprice import add_reprice_commands
 
     parser = argparse.ArgumentParser(prog="cost-ops", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, help="TOML settings file (also COSTOPS_CONFIG)")
@@ -217,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--output", type=Path, default=Path("benchmarks/results/latest.json"))
     bench.set_defaults(func=cmd_bench)
 
-    add_pricing_commands(sub)
+    add_reprice_commands(sub, add_pricing_commands(sub))
 
     sub.add_parser("check-config", help="validate and print the effective settings").set_defaults(func=cmd_check_config)
     return parser

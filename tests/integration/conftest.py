@@ -44,6 +44,7 @@ def kafka_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Sett
             usage_topic=f"usage-{tag}",
             priced_topic=f"priced-{tag}",
             dlq_topic=f"dlq-{tag}",
+            control_topic=f"control-{tag}",
             partitions=4,
             idempotent_producer=False,
             rebalance_timeout_s=2.0,

@@ -57,6 +57,7 @@ def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
         "KAFKA__USAGE_TOPIC": f"usage-{tag}",
         "KAFKA__PRICED_TOPIC": f"priced-{tag}",
         "KAFKA__DLQ_TOPIC": f"dlq-{tag}",
+        "KAFKA__CONTROL_TOPIC": f"control-{tag}",
         "KAFKA__PARTITIONS": "4",
         "KAFKA__IDEMPOTENT_PRODUCER": "false",
         "KAFKA__REBALANCE_TIMEOUT_S": "2",
