@@ -9,6 +9,7 @@ the order they were consumed (partition order: one organization's events share a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -83,7 +84,19 @@ class Volumes:
             texts.append(encoded.dictionary.to_pylist())
         months = month_of(column("timestamp").cast(pa.int64()).to_numpy())
         parts.append(months - int(months.min()))
-        combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
+        sizes = [int(part.max()) + 1 for part in parts]
+        if math.prod(sizes) < 2**62:  # one int64 per row: a 1-D unique is much faster than rows
+            packed = np.zeros(size, dtype=np.int64)
+            for part, width in zip(parts, sizes, strict=True):
+                packed = packed * width + part
+            unique, inverse = np.unique(packed, return_inverse=True)
+            digits = []
+            for width in reversed(sizes):
+                unique, digit = np.divmod(unique, width)
+                digits.append(digit)
+            combos = np.stack(digits[::-1], axis=1)
+        else:
+            combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
         first = int(months.min())
         keys = [(texts[0][o], texts[1][p], texts[2][m], month_text(first + slot)) for o, p, m, slot in combos.tolist()]
         tokens = column("prompt_tokens").to_numpy().astype(np.int64) + column("completion_tokens").to_numpy()
@@ -94,15 +107,16 @@ class Volumes:
         if not len(self.index):
             return np.zeros(0, dtype=np.int64)
         order = np.argsort(self.index, kind="stable")
-        sorted_tokens = self.tokens[order].astype(object)
-        running = np.cumsum(sorted_tokens) - sorted_tokens  # object: no overflow
-        key_start = np.searchsorted(self.index[order], np.arange(len(self.keys)))
-        offsets = running[key_start]  # the running sum where each key's rows begin
-        base = np.array([start.get(k, 0) for k in self.keys], dtype=object)
-        result = np.empty(len(self.index), dtype=object)
         sorted_index = self.index[order]
-        result[order] = running - offsets[sorted_index] + base[sorted_index]
-        return result
+        sorted_tokens = self.tokens[order]  # a take's tokens: far below int64's range
+        running = np.cumsum(sorted_tokens) - sorted_tokens
+        key_start = np.searchsorted(sorted_index, np.arange(len(self.keys)))
+        within = np.empty(len(self.index), dtype=np.int64)
+        within[order] = running - running[key_start][sorted_index]
+        base = [int(start.get(k, 0)) for k in self.keys]
+        if max(base) < 2**62:
+            return within + np.array(base, dtype=np.int64)[self.index]
+        return within.astype(object) + np.array(base, dtype=object)[self.index]
 
     def last_rows(self) -> np.ndarray:
         """Per key: its last row in the table."""
@@ -113,8 +127,8 @@ class Volumes:
     def after(self, start: Mapping[VolumeKey, int]) -> dict[VolumeKey, int]:
         """Each key's volume once the take's rows are added."""
         totals: dict[VolumeKey, int] = {k: int(start.get(k, 0)) for k in self.keys}
-        added = np.zeros(len(self.keys), dtype=object)
-        np.add.at(added, self.index, self.tokens.astype(object))
+        added = np.zeros(len(self.keys), dtype=np.int64)
+        np.add.at(added, self.index, self.tokens)
         for key, amount in zip(self.keys, added.tolist(), strict=True):
             totals[key] += int(amount)
         return totals
