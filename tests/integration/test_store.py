@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -158,3 +159,39 @@ def test_buckets_and_timestamps_are_utc_whatever_the_host_zone(tmp_path: Path, z
         "2025-01-15T00:00:00+00:00",
         "2025-01-15T23:30:00+00:00",
     ]
+
+
+def test_migration_2_keeps_existing_rows_and_lets_the_latest_pricing_win(
+    chdb_client: Any, usage_event: Callable[..., UsageEvent], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database made before custom pricing: its rows survive the upgrade, and from then on a
+    second pricing of an event (a reprice) replaces the first, whatever order they arrive in."""
+    import uuid
+
+    import sinks.migrations
+
+    store = ClickHouseStore(chdb_client, f"test_{uuid.uuid4().hex[:12]}")
+    monkeypatch.setattr(sinks.migrations, "MIGRATIONS", MIGRATIONS[:1])
+    assert store.migrate() == [1]
+    catalog = PriceCatalog()
+    event = usage_event(organization_id="org-old")
+    old = _rows([event], catalog).drop_columns(["request_cost", "price_rates", "tier_volume"])
+    store.insert_arrow("usage_costs", old)
+    monkeypatch.setattr(sinks.migrations, "MIGRATIONS", MIGRATIONS)
+    assert store.migrate() == [2]
+
+    queries = CostQueries(store)
+    detail = queries.detail(event.id)
+    assert detail is not None
+    assert detail.total_cost == _cost(event, catalog)
+    assert (detail.request_cost, detail.price_rates, detail.tier_volume) == (None, None, None)
+
+    later = catalog.price(table_from_events([event]), millis(datetime.now(UTC)) + 60_000)
+    earlier = catalog.price(table_from_events([event]), millis(datetime.now(UTC)) - 60_000)
+    later = later.set_column(later.schema.get_field_index("price_source"), "price_source",
+                             pa.array(["the reprice"]).dictionary_encode())  # fmt: skip
+    store.insert_arrow("usage_costs", later)
+    store.insert_arrow("usage_costs", earlier)  # a late replay of an older pricing
+    detail = queries.detail(event.id)
+    assert detail is not None and detail.price_source == "the reprice"
+    assert queries.summary(CostFilterParams(organization_id="org-old")).total_requests == 1
