@@ -137,7 +137,9 @@ def _count(priced: pa.Table, metrics: PipelineMetrics) -> None:
         metrics.events_priced.labels(PricingStatus.PRICED.value).inc(done)
     if done < priced.num_rows:
         metrics.events_priced.labels(PricingStatus.UNPRICED.value).inc(priced.num_rows - done)
-    dollars = pc.fill_null(priced.column("total_cost").cast(pa.float64()), 0.0).to_numpy()
+    # Dollars only: a cost priced in another currency is not a dollar amount.
+    in_usd = pc.equal(priced.column("currency").cast(pa.string()), "USD")
+    dollars = pc.fill_null(pc.if_else(in_usd, priced.column("total_cost").cast(pa.float64()), 0.0), 0.0).to_numpy()
     providers = dictionary_array(priced.column("provider"))
     sums = np.bincount(codes(providers.indices), weights=dollars, minlength=len(providers.dictionary))
     for provider, amount in zip(providers.dictionary.to_pylist(), sums.tolist(), strict=True):

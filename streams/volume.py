@@ -115,8 +115,10 @@ class Volumes:
         within[order] = running - running[key_start][sorted_index]
         base = [int(start.get(k, 0)) for k in self.keys]
         if max(base) < 2**62:
-            return within + np.array(base, dtype=np.int64)[self.index]
-        return within.astype(object) + np.array(base, dtype=object)[self.index]
+            result: np.ndarray = within + np.array(base, dtype=np.int64)[self.index]
+        else:
+            result = within.astype(object) + np.array(base, dtype=object)[self.index]
+        return result
 
     def last_rows(self) -> np.ndarray:
         """Per key: its last row in the table."""
