@@ -50,7 +50,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
         try:
             if role in ("api", "all"):
                 control = context.control = await asyncio.to_thread(ControlStore.open, settings.control_db_url)
-                publisher = ControlPublisher(settings, lambda: (control.all_rules(), control.version()))
+                publisher = ControlPublisher(settings, control.snapshot)
                 await publisher.start()
                 context.pricing_changed = publisher.changed
                 publishing = asyncio.create_task(publisher.run(context.stop), name="control-publisher")

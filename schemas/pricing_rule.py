@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, date, datetime, time
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -74,6 +74,7 @@ CURRENCIES = frozenset(
 """ISO 4217 codes accepted for a price. Costs in different currencies are never added up."""
 
 MAX_PRICE = Decimal(10) ** 9
+_EXACT = Context(prec=60)
 PRICE_PLACES = 10
 
 Price = Annotated[Decimal, Field(ge=0, le=MAX_PRICE, allow_inf_nan=False, decimal_places=PRICE_PLACES)]
@@ -112,7 +113,10 @@ class TokenRates(_Strict):
         if self.cached_input_price_per_million is not None:
             return self.cached_input_price_per_million
         if self.cached_input_discount is not None:
-            return self.input_price_per_million * (1 - self.cached_input_discount)
+            # Exact: at most 10 + 10 decimal places, beyond the default 28 significant digits.
+            return _EXACT.multiply(
+                self.input_price_per_million, _EXACT.subtract(Decimal(1), self.cached_input_discount)
+            )
         return self.input_price_per_million
 
     @property
@@ -175,7 +179,8 @@ class PricingRuleInput(_Strict):
     """A custom price as users send it (``POST``/``PUT /api/v1/pricing``)."""
 
     provider: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)]
-    model: Name
+    model: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=200)]
+    """Matched case-insensitively against the event's model version, then its model name."""
     pricing_structure: PricingStructure
     currency: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True)] = "USD"
     effective_date: datetime = Field(default_factory=lambda: datetime(2000, 1, 1, tzinfo=UTC))

@@ -189,6 +189,12 @@ class ControlStore:
     def all_rules(self) -> list[PricingRule]:
         return self.list_rules()
 
+    def snapshot(self) -> tuple[list[PricingRule], int]:
+        """All rules and a version they are at least as new as (read first: a publisher must
+        never label older rules with a newer version)."""
+        version = self.version()
+        return self.all_rules(), version
+
     def version(self) -> int:
         """The id of the latest change (0 before any): what a reader has seen up to."""
         with self._read() as conn:

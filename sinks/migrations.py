@@ -12,6 +12,7 @@ ClickHouse still collapses such copies at read time, but ids are meant to name o
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
@@ -58,6 +59,71 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+    apply: Callable[[Client, str], None] | None = None
+    """Runs instead of ``statements`` when a step needs to look before it acts."""
+
+
+USAGE_COSTS_V2 = """
+            CREATE TABLE IF NOT EXISTS {db}.usage_costs_next (
+                event_id String,
+                timestamp DateTime64(3, 'UTC'),
+                provider LowCardinality(String),
+                model LowCardinality(String),
+                model_version Nullable(String),
+                context_window Nullable(UInt64),
+                organization_id LowCardinality(String),
+                project_id Nullable(String),
+                user_id Nullable(String),
+                prompt_tokens UInt64,
+                completion_tokens UInt64,
+                total_tokens UInt64,
+                cached_tokens UInt64,
+                reasoning_tokens UInt64,
+                latency_ms Nullable(UInt64),
+                tags Array(String),
+                metadata Map(String, String),
+                source_type Nullable(String),
+                source_endpoint Nullable(String),
+                pricing_status LowCardinality(String),
+                input_cost Nullable(Decimal(38, 10)),
+                cached_cost Nullable(Decimal(38, 10)),
+                output_cost Nullable(Decimal(38, 10)),
+                reasoning_cost Nullable(Decimal(38, 10)),
+                request_cost Nullable(Decimal(38, 10)),
+                total_cost Nullable(Decimal(38, 10)),
+                currency LowCardinality(String),
+                price_source Nullable(String),
+                price_rates Nullable(String),
+                tier_volume Nullable(UInt64),
+                unpriced_reason Nullable(String),
+                ingested_at DateTime64(3, 'UTC'),
+                priced_at DateTime64(3, 'UTC'),
+                written_at DateTime64(3, 'UTC') DEFAULT now64(3)
+            )
+            ENGINE = ReplacingMergeTree(priced_at)
+            PARTITION BY toYYYYMM(timestamp)
+            ORDER BY (organization_id, event_id)
+            """
+"""``usage_costs`` since migration 2 (created as ``usage_costs_next``, then exchanged in)."""
+
+
+def _upgrade_to_v2(client: Client, db: str) -> None:
+    """Rebuild ``usage_costs`` with the new columns and ``ReplacingMergeTree(priced_at)``
+    (an engine's version column cannot be added in place).
+
+    Each step checks before it acts, so a run cut short is finished by the next start: the
+    copy goes to a fresh ``usage_costs_next`` and ``EXCHANGE TABLES`` swaps the two atomically.
+    Stop the sinks while it runs: a row written to the old table after the copy would be lost.
+    """
+    columns = {row[0] for row in client.query(f"SELECT name FROM system.columns WHERE database = '{db}' "
+                                               "AND table = 'usage_costs'").result_rows}  # fmt: skip
+    if "price_rates" not in columns:
+        client.command(f"DROP TABLE IF EXISTS {db}.usage_costs_next")
+        client.command(USAGE_COSTS_V2.format(db=db))
+        copied = f"{_V1_COLUMNS}, written_at"
+        client.command(f"INSERT INTO {db}.usage_costs_next ({copied}) SELECT {copied} FROM {db}.usage_costs")
+        client.command(f"EXCHANGE TABLES {db}.usage_costs AND {db}.usage_costs_next")
+    client.command(f"DROP TABLE IF EXISTS {db}.usage_costs_next")
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -108,52 +174,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
         "usage_costs: request_cost, price_rates, tier_volume; the latest pricing wins (version priced_at)",
-        (
-            """
-            CREATE TABLE IF NOT EXISTS {db}.usage_costs_next (
-                event_id String,
-                timestamp DateTime64(3, 'UTC'),
-                provider LowCardinality(String),
-                model LowCardinality(String),
-                model_version Nullable(String),
-                context_window Nullable(UInt64),
-                organization_id LowCardinality(String),
-                project_id Nullable(String),
-                user_id Nullable(String),
-                prompt_tokens UInt64,
-                completion_tokens UInt64,
-                total_tokens UInt64,
-                cached_tokens UInt64,
-                reasoning_tokens UInt64,
-                latency_ms Nullable(UInt64),
-                tags Array(String),
-                metadata Map(String, String),
-                source_type Nullable(String),
-                source_endpoint Nullable(String),
-                pricing_status LowCardinality(String),
-                input_cost Nullable(Decimal(38, 10)),
-                cached_cost Nullable(Decimal(38, 10)),
-                output_cost Nullable(Decimal(38, 10)),
-                reasoning_cost Nullable(Decimal(38, 10)),
-                request_cost Nullable(Decimal(38, 10)),
-                total_cost Nullable(Decimal(38, 10)),
-                currency LowCardinality(String),
-                price_source Nullable(String),
-                price_rates Nullable(String),
-                tier_volume Nullable(UInt64),
-                unpriced_reason Nullable(String),
-                ingested_at DateTime64(3, 'UTC'),
-                priced_at DateTime64(3, 'UTC'),
-                written_at DateTime64(3, 'UTC') DEFAULT now64(3)
-            )
-            ENGINE = ReplacingMergeTree(priced_at)
-            PARTITION BY toYYYYMM(timestamp)
-            ORDER BY (organization_id, event_id)
-            """,
-            f"INSERT INTO {{db}}.usage_costs_next ({_V1_COLUMNS}) SELECT {_V1_COLUMNS} FROM {{db}}.usage_costs",
-            "RENAME TABLE {db}.usage_costs TO {db}.usage_costs_v1, {db}.usage_costs_next TO {db}.usage_costs",
-            "DROP TABLE {db}.usage_costs_v1",
-        ),
+        (USAGE_COSTS_V2,),
+        apply=_upgrade_to_v2,
     ),
 )
 
@@ -171,8 +193,11 @@ def apply_migrations(client: Client, database: str) -> list[int]:
     for migration in MIGRATIONS:
         if migration.version in done:
             continue
-        for statement in migration.statements:
-            client.command(statement.format(db=database))
+        if migration.apply is not None:
+            migration.apply(client, database)
+        else:
+            for statement in migration.statements:
+                client.command(statement.format(db=database))
         client.insert(
             f"{database}.schema_migrations",
             [[migration.version, migration.description]],

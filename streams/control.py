@@ -64,8 +64,8 @@ class ControlFeed:
         except ValueError as exc:
             logger.error("ignored a control message: %s", exc)
             return
-        if book.version < self.version:
-            return
+        if book.version <= self.version:
+            return  # the rules of this version are applied already, or newer ones are
         self.version = book.version
         self._on_rules(book)
         logger.info("pricing rules applied", extra={"version": book.version, "rules": len(book.rules)})
@@ -91,6 +91,8 @@ class ControlFeed:
             consumer.assign([topic])
             await consumer.seek_to_beginning(topic)
             end = (await consumer.end_offsets([topic]))[topic]
+            if end == 0 and not self.ready.is_set():
+                logger.warning("no pricing rules published yet: list prices only until the API publishes")
             while True:
                 if not self.ready.is_set() and await consumer.position(topic) >= end:
                     self.ready.set()
@@ -104,7 +106,9 @@ class ControlFeed:
 class ControlPublisher:
     """Publishes the store's rules to the control topic (API side).
 
-    ``snapshot`` returns ``(rules, version)`` from the control store; it runs in a thread.
+    ``snapshot`` returns ``(rules, version)`` from the control store; it runs in a thread and
+    must read the version first: rules at least as new as their version, so an older
+    snapshot delivered late never carries a newer version than the rules it holds.
     """
 
     def __init__(self, settings: Settings, snapshot: Callable[[], tuple[list[PricingRule], int]]) -> None:
@@ -140,10 +144,11 @@ class ControlPublisher:
             return version
 
     async def changed(self) -> None:
-        """After a write: publish now; a failure is logged and the periodic run publishes it."""
+        """After a write: publish now; a failure is logged and the periodic run publishes it.
+        Never raises: the change is stored, and the request must say so."""
         try:
             await self.publish()
-        except KafkaError as exc:
+        except Exception as exc:  # Kafka or the store: either way the periodic run catches up
             logger.error("pricing change not yet published (will retry): %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -151,7 +156,7 @@ class ControlPublisher:
         while not stop.is_set():
             try:
                 await self.publish()
-            except KafkaError as exc:
+            except Exception as exc:  # a store or broker blip must not end the healing loop
                 logger.error("publishing pricing rules failed (will retry): %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=REPUBLISH_SECONDS)

@@ -42,7 +42,8 @@ class PriceAgentDeps:
     batch_size: int
     batch_seconds: float
     volumes: Any
-    """The ``tier-volume`` Faust table: monthly volume per organization and model."""
+    """The ``tier-volume`` Faust table: per (organization, provider, model, month), the volume
+    and the (partition, offset) of the last message counted in it."""
     rules_ready: asyncio.Event
     """Set once the control topic has been read: nothing is priced before the custom rules are known."""
 
@@ -61,14 +62,29 @@ class TableVolumes:
         self._events = events
 
     def get(self, key: VolumeKey) -> int:
-        return int(self._table.get(key_text(key)) or 0)
+        return int(self._stored(key)[0])
+
+    def counted(self, key: VolumeKey, message: int) -> bool:
+        _, partition, offset = self._stored(key)
+        source = self._events[message].message
+        return bool(source.partition == partition and source.offset <= offset)
 
     def set(self, key: VolumeKey, total: int, message: int) -> None:
-        token = _current_event.set(weakref.ref(self._events[message]))
+        event = self._events[message]
+        token = _current_event.set(weakref.ref(event))
         try:
-            self._table[key_text(key)] = total
+            # With the position of the message that last added: a replay of it, or of any
+            # earlier message of the partition, is already counted.
+            self._table[key_text(key)] = [total, event.message.partition, event.message.offset]
         finally:
             _current_event.reset(token)
+
+    def _stored(self, key: VolumeKey) -> tuple[int, int, int]:
+        value = self._table.get(key_text(key))
+        if not value:
+            return 0, -1, -1
+        total, partition, offset = value
+        return int(total), int(partition), int(offset)
 
 
 def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgentDeps) -> Any:

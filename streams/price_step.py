@@ -91,14 +91,27 @@ def price_messages(
     if usage.num_rows:
         if isinstance(pricer, PriceCatalog):
             pricer = Pricer(pricer)
-        counted = Volumes.of(usage)
-        start = {key: volumes.get(key) for key in counted.keys} if volumes is not None else {}
-        _split(pricer.price(usage, now_ms, counted.before(start)), message, outcomes)
+        tally = Volumes.of(usage)
+        start = {key: volumes.get(key) for key in tally.keys} if volumes is not None else {}
+        fresh = _fresh_rows(tally, message, volumes) if volumes is not None else None
+        _split(pricer.price(usage, now_ms, tally.before(start, fresh)), message, outcomes)
         if volumes is not None:
-            last_message = message[counted.last_rows()]
-            for (key, total), number in zip(counted.after(start).items(), last_message.tolist(), strict=True):
-                volumes.set(key, total, int(number))
+            totals = tally.after(start, fresh)
+            for key_index, row in tally.last_rows(fresh).items():
+                key = tally.keys[key_index]
+                volumes.set(key, totals[key], int(message[row]))
     return outcomes
+
+
+def _fresh_rows(tally: Volumes, message: np.ndarray, volumes: VolumeStore) -> np.ndarray:
+    """Rows whose tokens are not yet in their key's volume: a replayed message (after a crash
+    between the volume's write and the offset commit) is priced again but counts once."""
+    pairs = np.unique(np.stack([tally.index, message], axis=1), axis=0)
+    replayed = [(k, m) for k, m in pairs.tolist() if volumes.counted(tally.keys[k], m)]
+    fresh = np.ones(len(message), dtype=bool)
+    for key_index, number in replayed:
+        fresh[(tally.index == key_index) & (message == number)] = False
+    return fresh
 
 
 def _split(priced: pa.Table, message: np.ndarray, outcomes: list[MessageOutcome]) -> None:
@@ -133,12 +146,14 @@ def _recheck(
     model accepts as it normalized them; the others become dead letters with their field errors."""
     accepted: list[UsageEvent] = []
     accepted_message: list[int] = []
+    accepted_position: list[int] = []
     for row in np.flatnonzero(flagged).tolist():
         number = int(rows.message[row])
         record = row_record(rows.usage, row)
         try:
             accepted.append(UsageEvent.parse(validation_input(record), providers))
             accepted_message.append(number)
+            accepted_position.append(int(rows.position[row]))
         except EventValidationError as exc:
             value = values[number]
             if number in batched:
@@ -151,7 +166,12 @@ def _recheck(
     if not accepted:
         return clean, kept
     normalized = table_from_events(accepted).cast(clean.schema)
-    return pa.concat_tables([clean, normalized]).combine_chunks(), np.concatenate([kept, accepted_message])
+    usage = pa.concat_tables([clean, normalized]).combine_chunks()
+    message = np.concatenate([kept, accepted_message])
+    # Back in consumption order (message, then place in it): tier volume counts in that order.
+    position = np.concatenate([rows.position[~flagged], accepted_position])
+    order = np.lexsort((position, message))
+    return usage.take(pa.array(order)), message[order]
 
 
 def _alone(codec: UsageCodec, record: dict[str, object], batch: bytes | None) -> bytes | None:

@@ -248,7 +248,10 @@ class _Component:
 
     def units(self, tokens: np.ndarray) -> np.ndarray:
         scale = int(self.scales.max()) if len(self.scales) else 0
-        numerators = self.numerators * (10 ** (scale - self.scales)).astype(object)
+        shifts = scale - self.scales
+        # Powers of ten as Python ints: 10**19 and above wrap silently in int64.
+        powers = np.array([10**n for n in range(int(shifts.max(initial=0)) + 1)], dtype=object)
+        numerators = self.numerators * powers[shifts]
         if len(numerators) and numerators.max() < 2**62:
             numerators = numerators.astype(np.int64)
         return cost_units(tokens, numerators, scale)

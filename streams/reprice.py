@@ -75,7 +75,7 @@ def _volumes_before(
 ) -> dict[tuple[str, str, str, str], int]:
     """Each (organization, provider, model, month)'s tokens stored before ``start`` in its month."""
     sql = (
-        "SELECT organization_id, provider, model, formatDateTime(toStartOfMonth(timestamp), '%Y-%m'), "
+        "SELECT organization_id, provider, lower(model), formatDateTime(toStartOfMonth(timestamp), '%Y-%m'), "
         f"sum(prompt_tokens + completion_tokens) FROM {table} FINAL "
         "WHERE timestamp >= toStartOfMonth({start:DateTime64(3, 'UTC')}) AND timestamp < {start:DateTime64(3, 'UTC')}"
         f"{_filters(organization_id)} GROUP BY 1, 2, 3, 4"

@@ -16,17 +16,23 @@ from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas.columns import codes, dictionary_array
 
 VolumeKey = tuple[str, str, str, str]
-"""(organization_id, provider, model, "YYYY-MM")."""
+"""(organization_id, provider, model in lower case, "YYYY-MM")."""
 
 
 class VolumeStore(Protocol):
     """Where monthly volumes live between takes (the worker: a changelog-backed Faust table)."""
 
     def get(self, key: VolumeKey) -> int: ...
+
+    def counted(self, key: VolumeKey, message: int) -> bool:
+        """Whether message number ``message`` of the take is in the key's volume already: a
+        replay after a crash, whose tokens must not count twice."""
+        ...
 
     def set(self, key: VolumeKey, total: int, message: int) -> None:
         """``total`` is the key's new volume after the take; ``message`` is the number (in the
@@ -42,6 +48,9 @@ class DictVolumes:
 
     def get(self, key: VolumeKey) -> int:
         return self.totals.get(key, 0)
+
+    def counted(self, key: VolumeKey, message: int) -> bool:
+        return False
 
     def set(self, key: VolumeKey, total: int, message: int) -> None:
         self.totals[key] = total
@@ -80,8 +89,12 @@ class Volumes:
         texts = []
         for name in ("organization_id", "provider", "model"):
             encoded = dictionary_array(column(name))
-            parts.append(codes(encoded.indices).astype(np.int64))
-            texts.append(encoded.dictionary.to_pylist())
+            dictionary = encoded.dictionary
+            if name == "model":  # as rules match models: "GPT-4o" and "gpt-4o" share a volume
+                dictionary = pc.utf8_lower(dictionary)
+            used, inverse = np.unique(np.asarray(dictionary.to_pylist(), dtype=object), return_inverse=True)
+            parts.append(inverse.reshape(-1)[codes(encoded.indices)].astype(np.int64))
+            texts.append(used.tolist())
         months = month_of(column("timestamp").cast(pa.int64()).to_numpy())
         parts.append(months - int(months.min()))
         sizes = [int(part.max()) + 1 for part in parts]
@@ -102,13 +115,15 @@ class Volumes:
         tokens = column("prompt_tokens").to_numpy().astype(np.int64) + column("completion_tokens").to_numpy()
         return cls(keys, inverse.reshape(-1).astype(np.int64), tokens.astype(np.int64))
 
-    def before(self, start: Mapping[VolumeKey, int]) -> np.ndarray:
-        """Per row: the volume of its key before it (``start`` plus earlier rows of the take)."""
+    def before(self, start: Mapping[VolumeKey, int], counted: np.ndarray | None = None) -> np.ndarray:
+        """Per row: the volume of its key before it (``start`` plus earlier counted rows of the
+        take). ``counted`` False marks rows whose tokens are in ``start`` already (a replay)."""
         if not len(self.index):
             return np.zeros(0, dtype=np.int64)
+        tokens = self.tokens if counted is None else np.where(counted, self.tokens, 0)
         order = np.argsort(self.index, kind="stable")
         sorted_index = self.index[order]
-        sorted_tokens = self.tokens[order]  # a take's tokens: far below int64's range
+        sorted_tokens = tokens[order]  # a take's tokens: far below int64's range
         running = np.cumsum(sorted_tokens) - sorted_tokens
         key_start = np.searchsorted(sorted_index, np.arange(len(self.keys)))
         within = np.empty(len(self.index), dtype=np.int64)
@@ -120,17 +135,19 @@ class Volumes:
             result = within.astype(object) + np.array(base, dtype=object)[self.index]
         return result
 
-    def last_rows(self) -> np.ndarray:
-        """Per key: its last row in the table."""
-        last = np.zeros(len(self.keys), dtype=np.int64)
-        last[self.index] = np.arange(len(self.index))  # later rows overwrite earlier ones
-        return last
+    def last_rows(self, counted: np.ndarray | None = None) -> dict[int, int]:
+        """Per key that has counted rows: its last counted row in the table."""
+        rows = np.arange(len(self.index)) if counted is None else np.flatnonzero(counted)
+        last = np.full(len(self.keys), -1, dtype=np.int64)
+        np.maximum.at(last, self.index[rows], rows)
+        return {key: int(row) for key, row in enumerate(last.tolist()) if row >= 0}
 
-    def after(self, start: Mapping[VolumeKey, int]) -> dict[VolumeKey, int]:
-        """Each key's volume once the take's rows are added."""
+    def after(self, start: Mapping[VolumeKey, int], counted: np.ndarray | None = None) -> dict[VolumeKey, int]:
+        """Each key's volume once the take's counted rows are added."""
+        tokens = self.tokens if counted is None else np.where(counted, self.tokens, 0)
         totals: dict[VolumeKey, int] = {k: int(start.get(k, 0)) for k in self.keys}
         added = np.zeros(len(self.keys), dtype=np.int64)
-        np.add.at(added, self.index, self.tokens)
+        np.add.at(added, self.index, tokens)
         for key, amount in zip(self.keys, added.tolist(), strict=True):
             totals[key] += int(amount)
         return totals

@@ -399,3 +399,44 @@ def codec() -> UsageCodec:
     from llm_cost_ops.wire import build_codec
 
     return build_codec(Settings())
+
+
+class PositionVolumes(DictVolumes):
+    """Volumes that remember the (partition, offset) of the last message counted, as the
+    worker's table does; ``positions`` are those of the current take's messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: dict[Any, tuple[int, int]] = {}
+        self.positions: list[tuple[int, int]] = []
+
+    def counted(self, key: Any, message: int) -> bool:
+        stored = self.last.get(key)
+        partition, offset = self.positions[message]
+        return stored is not None and stored[0] == partition and offset <= stored[1]
+
+    def set(self, key: Any, total: int, message: int) -> None:
+        super().set(key, total, message)
+        self.last[key] = self.positions[message]
+
+
+def test_a_replayed_message_is_priced_again_but_counted_once(codec: UsageCodec) -> None:
+    pricer = Pricer(CATALOG, RuleBook.of([rule("price_t", pricing_structure=TIERS)]))
+    volumes = PositionVolumes()
+    messages = [codec.encode_usage(event()) for _ in range(3)]
+    volumes.positions = [(0, 10), (0, 11)]
+    price_messages(messages[:2], codec, pricer, frozenset(["openai"]), NOW_MS, volumes)
+    assert volumes.totals == {("org-a", "openai", "gpt-4", "2025-01"): 3000}
+    # The worker crashed before committing offset 11: the next take replays it, then offset 12.
+    volumes.positions = [(0, 11), (0, 12)]
+    replay, fresh = price_messages(messages[1:], codec, pricer, frozenset(["openai"]), NOW_MS, volumes)
+    assert volumes.totals == {("org-a", "openai", "gpt-4", "2025-01"): 4500}
+    assert volumes.last == {("org-a", "openai", "gpt-4", "2025-01"): (0, 12)}
+    assert replay.priced is not None and fresh.priced is not None
+    assert fresh.priced.column("tier_volume").to_pylist() == [3000]
+
+
+def test_volume_keys_fold_model_case() -> None:
+    rows = price([rule("price_t", pricing_structure=TIERS)], [event(model="GPT-4"), event(model="gpt-4")])
+    assert [r["tier_volume"] for r in rows] == [0, 1500]
+    assert {r["price_source"] for r in rows} == {"price_t"}
