@@ -49,7 +49,8 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
 
     feed = ControlFeed(settings, use_rules)
     # Changelog-backed: a restarted or rebalanced worker recovers each month's volume.
-    volumes = app.Table("tier-volume", partitions=k.partitions, key_type=str, value_type=list)
+    # Values are JSON lists [total, partition, offset] (the app's default json serializer).
+    volumes = app.Table("tier-volume", partitions=k.partitions, key_type=str)
     deps = PriceAgentDeps(
         codec=build_codec(settings),
         pricer=pricer,
