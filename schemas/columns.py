@@ -44,6 +44,7 @@ USAGE_SCHEMA = pa.schema(
         ("completion_tokens", pa.int64()),
         ("total_tokens", pa.int64()),
         ("cached_tokens", pa.int64()),
+        ("cache_write_tokens", pa.int64()),
         ("reasoning_tokens", pa.int64()),
         ("latency_ms", pa.int64()),
         ("tags", pa.list_(pa.string())),
@@ -81,7 +82,9 @@ def is_batch(record: dict[str, Any]) -> bool:
 
 _REFERENCES = ("provider", "model", "model_version", "project_id", "user_id", "source_type", "source_endpoint")
 _NUMBERS = ("context_window", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens",
-            "reasoning_tokens", "latency_ms")  # fmt: skip
+            "cache_write_tokens", "reasoning_tokens", "latency_ms")  # fmt: skip
+_SINCE_V2 = ("cache_write_tokens",)
+"""Columns a batch written before them lacks (or holds empty): every value 0."""
 _NULL_NUMBER = {"context_window": 0, "latency_ms": -1}
 """The value standing for null in the batch's numeric columns (never valid otherwise)."""
 
@@ -90,6 +93,10 @@ def table_from_batch(record: dict[str, Any]) -> pa.Table:
     """The table of a decoded ``UsageBatch`` record; :class:`DecodeError` when its columns
     disagree on the number of events or a reference points nowhere (no schema can say that)."""
     size = len(record["event_id"])
+    for name in _SINCE_V2:
+        column = record.get(name)
+        if column is None or len(column) == 0:
+            record = {**record, name: np.zeros(size, dtype=np.int64)}
     for name in BATCH_COLUMNS:
         if _rows(record[name]) != size:
             raise DecodeError(f"batch column {name} has {_rows(record[name])} items, event_id has {size}")
@@ -223,6 +230,7 @@ def table_from_records(records: Sequence[dict[str, Any]]) -> pa.Table:
             ("project_id", record.get("project_id")), ("user_id", record.get("user_id")),
             ("prompt_tokens", record["prompt_tokens"]), ("completion_tokens", record["completion_tokens"]),
             ("total_tokens", record["total_tokens"]), ("cached_tokens", record.get("cached_tokens", 0)),
+            ("cache_write_tokens", record.get("cache_write_tokens", 0)),
             ("reasoning_tokens", record.get("reasoning_tokens", 0)), ("latency_ms", record.get("latency_ms")),
             ("tags", record.get("tags") or []), ("metadata", record.get("metadata") or {}),
             ("source_type", source.get("type")), ("source_endpoint", source.get("endpoint")),
@@ -266,6 +274,7 @@ def batch_record(events: Sequence[UsageEvent]) -> dict[str, Any]:
         "completion_tokens": [e.completion_tokens for e in events],
         "total_tokens": [e.tokens_total for e in events],
         "cached_tokens": [e.cached_tokens for e in events],
+        "cache_write_tokens": [e.cache_write_tokens for e in events],
         "reasoning_tokens": [e.reasoning_tokens for e in events],
         "latency_ms": [-1 if e.latency_ms is None else e.latency_ms for e in events],
         "tags": [[ref(tag) for tag in e.tags] for e in events],
@@ -306,6 +315,7 @@ def row_record(table: pa.Table, index: int) -> dict[str, Any]:
         "completion_tokens": row["completion_tokens"],
         "total_tokens": row["total_tokens"],
         "cached_tokens": row["cached_tokens"],
+        "cache_write_tokens": row["cache_write_tokens"],
         "reasoning_tokens": row["reasoning_tokens"],
         "latency_ms": row["latency_ms"],
         "tags": row["tags"] or [],

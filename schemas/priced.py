@@ -35,6 +35,7 @@ PRICE_FIELDS = pa.schema(
         ("pricing_status", TEXT),
         ("input_cost", MONEY),  # uncached prompt tokens
         ("cached_cost", MONEY),  # cache-read prompt tokens
+        ("cache_write_cost", MONEY),  # prompt tokens written to the cache
         ("output_cost", MONEY),  # completion tokens less reasoning
         ("reasoning_cost", MONEY),
         ("request_cost", MONEY),  # per-request fee and overage

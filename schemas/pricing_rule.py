@@ -10,7 +10,8 @@ Structures (``pricing_structure.type``):
 
 * ``per_token``: input and output rates; cached prompt tokens at
   ``cached_input_price_per_million``, else at the input rate less ``cached_input_discount``
-  (a fraction, 0.5 = half price), else at the input rate; reasoning tokens at
+  (a fraction, 0.5 = half price), else at the input rate; tokens written to the prompt cache
+  at ``cache_write_price_per_million``, else at the input rate; reasoning tokens at
   ``reasoning_price_per_million``, else at the output rate.
 * ``per_request``: ``price_per_request`` per call, plus ``overage_price_per_million`` on the
   call's total tokens beyond ``included_tokens``.
@@ -96,6 +97,7 @@ class TokenRates(_Strict):
     output_price_per_million: Price
     cached_input_discount: Fraction | None = None
     cached_input_price_per_million: Price | None = None
+    cache_write_price_per_million: Price | None = None
     reasoning_price_per_million: Price | None = None
 
     @model_validator(mode="after")
@@ -117,6 +119,12 @@ class TokenRates(_Strict):
             return _EXACT.multiply(
                 self.input_price_per_million, _EXACT.subtract(Decimal(1), self.cached_input_discount)
             )
+        return self.input_price_per_million
+
+    @property
+    def cache_write_rate(self) -> Decimal:
+        if self.cache_write_price_per_million is not None:
+            return self.cache_write_price_per_million
         return self.input_price_per_million
 
     @property

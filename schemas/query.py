@@ -115,10 +115,12 @@ class CostRecord(BaseModel):
     completion_tokens: int
     total_tokens: int
     cached_tokens: int
+    cache_write_tokens: int
     reasoning_tokens: int
     pricing_status: str
     input_cost: Money | None
     cached_cost: Money | None
+    cache_write_cost: Money | None
     output_cost: Money | None
     reasoning_cost: Money | None
     request_cost: Money | None

@@ -19,7 +19,9 @@ USAGE_BATCH = "usage_batch"
 # Ids of the built-in table. They are part of the wire format: never renumber, only append.
 # Retired: 2 and 4 (priced records, now Arrow: streams/priced.py), 3 (the row-wise batch,
 # replaced by the columnar ``usage_batch`` under a new id).
-BUILTIN_IDS: dict[str, int] = {USAGE_EVENT: 1, USAGE_BATCH: 5}
+BUILTIN_IDS: dict[str, int] = {USAGE_EVENT: 6, USAGE_BATCH: 7}
+DECODE_ONLY_IDS: dict[int, str] = {1: "usage_event_v1", 5: "usage_batch_v1"}
+"""Earlier versions (before ``cache_write_tokens``): still read, never written."""
 
 
 @cache
@@ -58,6 +60,7 @@ class BuiltinSchemaTable:
 
     def __init__(self) -> None:
         self._by_id = {sid: parsed_schema(schema_text(n)) for n, sid in BUILTIN_IDS.items()}
+        self._by_id.update({sid: parsed_schema(schema_text(n)) for sid, n in DECODE_ONLY_IDS.items()})
 
     def id_for(self, name: str, subject: str) -> int:
         return BUILTIN_IDS[name]

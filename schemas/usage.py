@@ -1,7 +1,9 @@
 """The usage event: one LLM call, as a service reports it (the seeds' usage format).
 
 Token conventions (OpenAI's, which the other providers map onto):
-``cached_tokens`` are part of ``prompt_tokens``, ``reasoning_tokens`` are part of
+``cached_tokens`` (cache reads) and ``cache_write_tokens`` (tokens written to the prompt
+cache, Anthropic's ``cache_creation_input_tokens``) are part of ``prompt_tokens``,
+``reasoning_tokens`` are part of
 ``completion_tokens``, and ``total_tokens = prompt_tokens + completion_tokens``.
 """
 
@@ -74,7 +76,7 @@ class UsageEvent(BaseModel):
     """A validated usage event. Build it with :meth:`parse` to get the seeds' error format.
 
     Optional on input: ``id`` (a UUID is generated), ``timestamp`` and ``ingested_at``
-    (now), ``total_tokens`` (computed), ``cached_tokens``/``reasoning_tokens`` (0).
+    (now), ``total_tokens`` (computed), ``cached_tokens``/``cache_write_tokens``/``reasoning_tokens`` (0).
     ``model`` may be a plain name or ``{"name", "version", "context_window"}``.
     Validation context ``{"providers": frozenset}`` widens the accepted providers.
     """
@@ -93,6 +95,7 @@ class UsageEvent(BaseModel):
     completion_tokens: TokenCount
     total_tokens: TokenCount | None = None
     cached_tokens: TokenCount = 0
+    cache_write_tokens: TokenCount = 0
     reasoning_tokens: TokenCount = 0
     latency_ms: Annotated[int, Field(ge=0, le=86_400_000)] | None = None
     tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = Field(default_factory=list)
@@ -160,6 +163,8 @@ class UsageEvent(BaseModel):
             raise _field_error("total_tokens", f"must equal prompt_tokens + completion_tokens ({expected})")
         if self.cached_tokens > self.prompt_tokens:
             raise _field_error("cached_tokens", "must not exceed prompt_tokens")
+        if self.cached_tokens + self.cache_write_tokens > self.prompt_tokens:
+            raise _field_error("cache_write_tokens", "cached_tokens + cache_write_tokens must not exceed prompt_tokens")
         if self.reasoning_tokens > self.completion_tokens:
             raise _field_error("reasoning_tokens", "must not exceed completion_tokens")
         return self

@@ -52,7 +52,7 @@ def _trimmed(max_length: int, min_length: int = 1) -> Callable[[str], bool]:
 
 _REQUIRED = (
     "event_id", "timestamp", "provider", "prompt_tokens", "completion_tokens", "total_tokens",
-    "cached_tokens", "reasoning_tokens", "ingested_at", "tags", "metadata",
+    "cached_tokens", "cache_write_tokens", "reasoning_tokens", "ingested_at", "tags", "metadata",
 )  # fmt: skip
 
 _ENTRIES = pa.list_(pa.struct([pa.field("key", pa.string(), nullable=False), pa.field("value", pa.string())]))
@@ -136,16 +136,17 @@ def _passes(value: str | None, check: Callable[[str], bool]) -> bool:
 
 
 def _token_rules(table: pa.Table) -> np.ndarray:
-    prompt, completion, total, cached, reasoning = (
+    prompt, completion, total, cached, cache_write, reasoning = (
         table.column(name).to_numpy() for name in
-        ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens")
+        ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens",
+         "reasoning_tokens")
     )  # fmt: skip
     flag = np.zeros(table.num_rows, dtype=bool)
-    for tokens in (prompt, completion, total, cached, reasoning):
+    for tokens in (prompt, completion, total, cached, cache_write, reasoning):
         flag |= (tokens < 0) | (tokens > MAX_TOKENS)
     # Bounded by MAX_TOKENS first, so the sum cannot overflow where it matters.
     flag |= total != prompt + completion
-    flag |= cached > prompt
+    flag |= cached + cache_write > prompt
     flag |= reasoning > completion
     return flag
 

@@ -9,8 +9,8 @@ import pyarrow.compute as pc
 USAGE_COSTS_COLUMNS: tuple[str, ...] = (
     "event_id", "timestamp", "provider", "model", "model_version", "context_window",
     "organization_id", "project_id", "user_id", "prompt_tokens", "completion_tokens",
-    "total_tokens", "cached_tokens", "reasoning_tokens", "latency_ms", "tags", "metadata",
-    "source_type", "source_endpoint", "pricing_status", "input_cost", "cached_cost",
+    "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens", "latency_ms", "tags", "metadata",
+    "source_type", "source_endpoint", "pricing_status", "input_cost", "cached_cost", "cache_write_cost",
     "output_cost", "reasoning_cost", "request_cost", "total_cost", "currency", "price_source",
     "price_rates", "tier_volume", "unpriced_reason", "ingested_at", "priced_at",
 )  # fmt: skip

@@ -8,14 +8,15 @@ own timestamp, so a price change never re-prices old traffic.
 
 Cost rule, per million tokens, every amount exact:
 
-* ``input_cost     = (prompt_tokens - cached_tokens) * input rate``
+* ``input_cost     = (prompt_tokens - cached_tokens - cache_write_tokens) * input rate``
 * ``cached_cost    = cached_tokens * cache-read rate`` (the input rate where the catalog has none)
+* ``cache_write_cost = cache_write_tokens * cache-write rate`` (the input rate where none)
 * ``output_cost    = (completion_tokens - reasoning_tokens) * output rate``
 * ``reasoning_cost = reasoning_tokens * reasoning rate`` (the catalog bills reasoning as output)
 * ``request_cost   = price_per_request + overage rate * tokens beyond those included`` (per-request rules)
 
 Graduated tiers (tiered rules) split an event at each threshold it crosses; its tokens count
-in the order cached, uncached input, reasoning, output, from the month's volume before it
+in the order cached, cache write, uncached input, reasoning, output, from the month's volume before it
 (:mod:`streams.volume`), and each class of token is rounded once, over all its tiers.
 
 Where the catalog prices a model in context-length tiers, the tier is chosen by the event's
@@ -61,6 +62,7 @@ class Rates:
 
     input: Decimal | TieredPrices
     cached: Decimal | TieredPrices
+    cache_write: Decimal | TieredPrices
     output: Decimal | TieredPrices
     reasoning: Decimal | TieredPrices
     source: str
@@ -123,18 +125,21 @@ class PriceCatalog:
         input_rate = _rate(price, "input_mtok")
         output_rate = _rate(price, "output_mtok")
         cached_rate = _rate(price, "cache_read_mtok", default=input_rate)
+        cache_write_rate = _rate(price, "cache_write_mtok", default=input_rate)
         description = {
             "type": "catalog",
             "catalog": self.source,
             "model": f"{found_provider.id}/{info.id}",
             "input_price_per_million": _describe(input_rate),
             "cached_input_price_per_million": _describe(cached_rate),
+            "cache_write_price_per_million": _describe(cache_write_rate),
             "output_price_per_million": _describe(output_rate),
             "reasoning_price_per_million": _describe(output_rate),
         }
         return Rates(
             input=input_rate,
             cached=cached_rate,
+            cache_write=cache_write_rate,
             output=output_rate,
             reasoning=output_rate,
             source=f"{self.source} {found_provider.id}/{info.id}",
@@ -225,7 +230,7 @@ def _numerators(rate: Decimal | TieredPrices, prompt: np.ndarray) -> tuple[np.nd
     return np.array(values, dtype=object)[np.searchsorted(starts, prompt, side="left")], scale
 
 
-_COMPONENTS = ("input", "cached", "output", "reasoning")
+_COMPONENTS = ("input", "cached", "cache_write", "output", "reasoning")
 _ALL = (*_COMPONENTS, "request")
 _SAFE = 2**62
 
@@ -277,18 +282,19 @@ class _Labels:
 
 def tiered_units(tiers: list[Tier], before: np.ndarray, tokens: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Graduated tiers: per class of token, the exact sum over tiers of (tokens in the tier x
-    its rate), rounded once. Classes count in the order cached, input, reasoning, output from
+    its rate), rounded once. Classes count in the order cached, cache write, input, reasoning, output from
     each event's ``before`` volume. Object arrays of Python ints: volumes are unbounded."""
     bounds = [tier.threshold for tier in tiers] + [2**80]
     rate_of = {
         "cached": lambda t: t.cached_rate,
+        "cache_write": lambda t: t.cache_write_rate,
         "input": lambda t: t.input_price_per_million,
         "reasoning": lambda t: t.reasoning_rate,
         "output": lambda t: t.output_price_per_million,
     }
     start = before.astype(object)
     result = {}
-    for name in ("cached", "input", "reasoning", "output"):
+    for name in ("cached", "cache_write", "input", "reasoning", "output"):
         end = start + tokens[name].astype(object)
         numerators, scale = common_scale([rate_of[name](tier) for tier in tiers])
         product = np.zeros(len(start), dtype=object)
@@ -333,12 +339,14 @@ class _TablePricer:
         column = self.usage.column
         prompt = column("prompt_tokens").to_numpy()
         cached = column("cached_tokens").to_numpy()
+        cache_write = column("cache_write_tokens").to_numpy()
         completion = column("completion_tokens").to_numpy()
         reasoning = column("reasoning_tokens").to_numpy()
         self.prompt = prompt
         self.tokens = {
-            "input": prompt - cached,
+            "input": prompt - cached - cache_write,
             "cached": cached,
+            "cache_write": cache_write,
             "output": completion - reasoning,
             "reasoning": reasoning,
         }
@@ -439,6 +447,7 @@ class _TablePricer:
             rates = (
                 structure.input_price_per_million,
                 structure.cached_rate,
+                structure.cache_write_rate,
                 structure.output_price_per_million,
                 structure.reasoning_rate,
             )

@@ -80,6 +80,7 @@ def test_create_the_seeds_example(client: TestClient, context: PricingContext) -
         "output_price_per_million": "30.0",
         "cached_input_discount": "0.5",
         "cached_input_price_per_million": None,
+        "cache_write_price_per_million": None,
         "reasoning_price_per_million": None,
     }
     assert rule["currency"] == "USD"

@@ -33,7 +33,14 @@ from schemas.columns import (
 )
 from schemas.errors import DecodeError, EventValidationError, SchemaRegistryError, SchemaRegistryUnavailableError
 from schemas.priced import CONTENT_TYPE, MONEY, PRICED_SCHEMA, decode_priced, encode_priced
-from schemas.registry import BUILTIN_IDS, BuiltinSchemaTable, RegistrySchemaTable, parsed_schema, schema_text
+from schemas.registry import (
+    BUILTIN_IDS,
+    DECODE_ONLY_IDS,
+    BuiltinSchemaTable,
+    RegistrySchemaTable,
+    parsed_schema,
+    schema_text,
+)
 from schemas.serde import AvroSerde
 from schemas.usage import UsageEvent
 from streams.pricing import PriceCatalog
@@ -102,10 +109,26 @@ def round_trip(table: pa.Table, index: int) -> UsageEvent:
 
 
 def test_builtin_ids_are_fixed() -> None:
-    assert BUILTIN_IDS == {"usage_event": 1, "usage_batch": 5}
+    assert BUILTIN_IDS == {"usage_event": 6, "usage_batch": 7}
+    assert DECODE_ONLY_IDS == {1: "usage_event_v1", 5: "usage_batch_v1"}
     table = BuiltinSchemaTable()
-    assert table.id_for("usage_event", "any-subject") == 1
-    assert table.id_for("usage_batch", "any-subject") == 5
+    assert table.id_for("usage_event", "any-subject") == 6
+    assert table.id_for("usage_batch", "any-subject") == 7
+
+
+@pytest.mark.parametrize(("name", "schema_id"), [("usage_event_v1", 1), ("usage_batch_v1", 5)])
+def test_messages_written_before_cache_writes_still_decode(
+    codec: UsageCodec, full_event: UsageEvent, name: str, schema_id: int
+) -> None:
+    """Producers still on the first schemas: their events decode, with no cache writes."""
+    record = event_record(full_event) if name == "usage_event_v1" else batch_record([full_event, full_event])
+    old = parsed_schema(schema_text(name))
+    record = {k: v for k, v in record.items() if k != "cache_write_tokens"}
+    body = io.BytesIO()
+    fastavro.schemaless_writer(body, old, record)
+    table = codec.decode_usage(b"\x00" + struct.pack(">I", schema_id) + body.getvalue())
+    assert table.column("cache_write_tokens").to_pylist() == [0] * table.num_rows
+    assert table.column("cached_tokens").to_pylist() == [full_event.cached_tokens] * table.num_rows
 
 
 @pytest.mark.parametrize("retired", [2, 3, 4])
@@ -141,8 +164,8 @@ def test_usage_round_trip(codec: UsageCodec, full_event: UsageEvent) -> None:
     data = codec.encode_usage(full_event)
 
     assert data[0] == 0
-    assert data[1:5] == b"\x00\x00\x00\x01"
-    assert header(data) == (0, 1)
+    assert data[1:5] == b"\x00\x00\x00\x06"
+    assert header(data) == (0, 6)
     record = codec.serde.decode(data)
     # Timestamps are epoch milliseconds on both sides of the wire (truncated to the millisecond).
     assert record["timestamp"] == 1736935200123
@@ -173,6 +196,7 @@ def test_decode_usage_of_one_event(codec: UsageCodec, full_event: UsageEvent) ->
         "completion_tokens": full_event.completion_tokens,
         "total_tokens": full_event.prompt_tokens + full_event.completion_tokens,
         "cached_tokens": 100,
+        "cache_write_tokens": 0,
         "reasoning_tokens": 7,
         "latency_ms": 850,
         "tags": ["a", "b"],
@@ -232,7 +256,7 @@ def test_timestamp_out_of_datetime_range_is_reported(codec: UsageCodec, full_eve
 def test_batch_round_trip(codec: UsageCodec, batch_events: list[UsageEvent]) -> None:
     data = codec.encode_usage_batch(batch_events)
 
-    assert header(data) == (0, 5)
+    assert header(data) == (0, 7)
     assert data[:5] == codec.batch_header()
     table = codec.decode_usage(data)
     assert table.schema.equals(USAGE_SCHEMA)
@@ -345,14 +369,14 @@ def test_decode_json_is_not_wire_format(codec: UsageCodec) -> None:
 
 def test_decode_unknown_schema_id(codec: UsageCodec, full_event: UsageEvent) -> None:
     data = codec.encode_usage(full_event)
-    with pytest.raises(DecodeError, match="unknown schema id 7"):
-        codec.serde.decode(b"\x00" + struct.pack(">I", 7) + data[5:])
+    with pytest.raises(DecodeError, match="unknown schema id 8"):
+        codec.serde.decode(b"\x00" + struct.pack(">I", 8) + data[5:])
 
 
 def test_decode_truncated_body(codec: UsageCodec, full_event: UsageEvent) -> None:
     data = codec.encode_usage(full_event)
     for cut in (5, 6, len(data) // 2, len(data) - 1):
-        with pytest.raises(DecodeError, match="Avro body does not match schema id 1"):
+        with pytest.raises(DecodeError, match="Avro body does not match schema id 6"):
             codec.decode_usage(data[:cut])
 
 
@@ -379,13 +403,13 @@ def test_decode_trailing_bytes_after_batch(codec: UsageCodec, batch_events: list
 def test_event_bytes_under_the_batch_id_fail(codec: UsageCodec, full_event: UsageEvent) -> None:
     data = codec.encode_usage(full_event)
     with pytest.raises(DecodeError):
-        codec.decode_usage(b"\x00\x00\x00\x00\x05" + data[5:])
+        codec.decode_usage(b"\x00\x00\x00\x00\x07" + data[5:])
 
 
 def test_batch_bytes_under_the_event_id_fail(codec: UsageCodec, full_event: UsageEvent) -> None:
     data = codec.encode_usage_batch([full_event])
     with pytest.raises(DecodeError):
-        codec.decode_usage(b"\x00\x00\x00\x00\x01" + data[5:])
+        codec.decode_usage(b"\x00\x00\x00\x00\x06" + data[5:])
 
 
 def broken_batch(codec: UsageCodec, events: list[UsageEvent], change: Callable[[dict[str, Any]], None]) -> bytes:
@@ -724,8 +748,8 @@ def test_decode_priced_not_arrow(codec: UsageCodec, full_event: UsageEvent) -> N
 def test_decode_priced_other_table() -> None:
     with pytest.raises(
         DecodeError,
-        match=r"not a priced-usage table \(missing or mistyped columns: cached_cost, currency, input_cost, "
-        r"output_cost, price_rates, price_source, priced_at, pricing_status, reasoning_cost, request_cost, "
+        match=r"not a priced-usage table \(missing or mistyped columns: cache_write_cost, cached_cost, currency, "
+        r"input_cost, output_cost, price_rates, price_source, priced_at, pricing_status, reasoning_cost, request_cost, "
         r"tier_volume, total_cost, unpriced_reason\)",
     ):
         decode_priced(arrow_stream(USAGE_SCHEMA.empty_table()))

@@ -15,8 +15,9 @@ from sinks.queries import Query, aggregate_query, count_query, list_query, summa
 TABLE = "costops.usage_costs"
 RECORD_COLUMNS = (
     "event_id AS id, timestamp, provider, model, organization_id, project_id, user_id, prompt_tokens, "
-    "completion_tokens, total_tokens, cached_tokens, reasoning_tokens, pricing_status, input_cost, cached_cost, "
-    "output_cost, reasoning_cost, request_cost, total_cost, currency, price_source, unpriced_reason"
+    "completion_tokens, total_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, pricing_status, "
+    "input_cost, cached_cost, cache_write_cost, output_cost, reasoning_cost, request_cost, total_cost, currency, "
+    "price_source, unpriced_reason"
 )
 TOTALS = (
     "sum(total_cost) AS total_cost, count() AS request_count, "

@@ -46,7 +46,7 @@ def marked(pairs: list[tuple[str, str]]) -> pa.Table:
 
 
 def test_columns_are_unique() -> None:
-    assert len(USAGE_COSTS_COLUMNS) == len(set(USAGE_COSTS_COLUMNS)) == 33
+    assert len(USAGE_COSTS_COLUMNS) == len(set(USAGE_COSTS_COLUMNS)) == 35
 
 
 def test_columns_are_the_priced_columns() -> None:
@@ -88,6 +88,7 @@ def test_one_value_per_column(catalog: PriceCatalog, usage_event: EventFactory) 
         "completion_tokens": 200,
         "total_tokens": 1200,
         "cached_tokens": 100,
+        "cache_write_tokens": 0,
         "reasoning_tokens": 0,
         "latency_ms": 420,
         "tags": ["a", "b"],
@@ -97,6 +98,7 @@ def test_one_value_per_column(catalog: PriceCatalog, usage_event: EventFactory) 
         "pricing_status": "priced",
         "input_cost": Decimal("0.0022500000"),  # 900 * $2.5
         "cached_cost": Decimal("0.0001250000"),  # 100 * $1.25
+        "cache_write_cost": Decimal("0E-10"),
         "output_cost": Decimal("0.0020000000"),  # 200 * $10
         "reasoning_cost": Decimal("0E-10"),
         "request_cost": Decimal("0E-10"),
@@ -106,6 +108,7 @@ def test_one_value_per_column(catalog: PriceCatalog, usage_event: EventFactory) 
         "price_rates": (
             '{"type":"catalog","catalog":"genai-prices==0.2.3","model":"openai/gpt-4o",'
             '"input_price_per_million":"2.5","cached_input_price_per_million":"1.25",'
+            '"cache_write_price_per_million":"2.5",'
             '"output_price_per_million":"10","reasoning_price_per_million":"10"}'
         ),
         "tier_volume": None,

@@ -23,7 +23,7 @@ from streams.volume import DictVolumes, Volumes
 
 NOW_MS = millis(datetime(2026, 1, 1, tzinfo=UTC))
 CATALOG = PriceCatalog()
-COMPONENTS = ("input_cost", "cached_cost", "output_cost", "reasoning_cost", "request_cost")
+COMPONENTS = ("input_cost", "cached_cost", "cache_write_cost", "output_cost", "reasoning_cost", "request_cost")
 
 
 def rule(rule_id: str, **fields: Any) -> PricingRule:
@@ -101,6 +101,16 @@ def test_explicit_cache_and_reasoning_prices() -> None:
     assert row["total_cost"] == Decimal("0.0244000000")
 
 
+def test_cache_write_price_and_its_default() -> None:
+    explicit = per_token("10", "30", cache_write_price_per_million="12.5")
+    (row,) = price([rule("price_a", pricing_structure=explicit)], [event(cached_tokens=100, cache_write_tokens=400)])
+    assert row["cache_write_cost"] == Decimal("0.0050000000")  # 400 x $12.5
+    assert row["input_cost"] == Decimal("0.0050000000")  # 500 uncached x $10
+    (row,) = price([rule("price_b", pricing_structure=per_token("10", "30"))], [event(cache_write_tokens=400)])
+    assert row["cache_write_cost"] == Decimal("0.0040000000")  # the input rate
+    assert row["total_cost"] == Decimal("0.0250000000")  # cache writes are part of the prompt: not counted twice
+
+
 def test_reasoning_defaults_to_the_output_price() -> None:
     (row,) = price([rule("price_a", pricing_structure=per_token("10", "30"))], [event(reasoning_tokens=100)])
     assert row["reasoning_cost"] == Decimal("0.0030000000")
@@ -174,6 +184,25 @@ def test_tiers_count_cached_then_input_then_reasoning_then_output() -> None:
     assert row["input_cost"] == Decimal("0.0010000000") + Decimal("0.0001000000")  # 200..300 at $10, 300..400 at $1
     assert row["reasoning_cost"] == Decimal("0.0001000000")  # 400..450 at $2
     assert row["output_cost"] == Decimal("0.0001500000")  # 450..500 at $3
+
+
+def test_cache_writes_count_after_cache_reads_in_tiers() -> None:
+    tiers = {
+        "type": "tiered",
+        "tiers": [
+            {"threshold": 0, "input_price_per_million": "10", "output_price_per_million": "30",
+             "cache_write_price_per_million": "20"},
+            {"threshold": 150, "input_price_per_million": "1", "output_price_per_million": "3",
+             "cache_write_price_per_million": "2"},
+        ],
+    }  # fmt: skip
+    (row,) = price(
+        [rule("price_t", pricing_structure=tiers)],
+        [event(prompt_tokens=300, cached_tokens=100, cache_write_tokens=100, completion_tokens=0)],
+    )
+    assert row["cached_cost"] == Decimal("0.0010000000")  # 0..100 at $10 (no cache price: the input rate)
+    assert row["cache_write_cost"] == Decimal("0.0010000000") + Decimal("0.0001000000")  # 100..150 at $20, ..200 at $2
+    assert row["input_cost"] == Decimal("0.0001000000")  # 200..300 at $1
 
 
 def test_tier_volume_is_per_organization_and_calendar_month() -> None:
@@ -312,12 +341,14 @@ tokens = st.integers(min_value=0, max_value=10**9)
 def usage(draw: st.DrawFn) -> UsageEvent:
     prompt = draw(tokens)
     completion = draw(tokens)
+    cached = draw(st.integers(min_value=0, max_value=prompt))
     return event(
         organization_id=draw(st.sampled_from(["org-a", "org-b"])),
-        model=draw(st.sampled_from(["gpt-4", "gpt-4o", "o3"])),
+        model=draw(st.sampled_from(["gpt-4", "gpt-4o", "o3", "claude-3-5-sonnet-20241022"])),
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cached_tokens=draw(st.integers(min_value=0, max_value=prompt)),
+        cached_tokens=cached,
+        cache_write_tokens=draw(st.integers(min_value=0, max_value=prompt - cached)),
         reasoning_tokens=draw(st.integers(min_value=0, max_value=completion)),
     )
 

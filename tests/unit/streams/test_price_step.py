@@ -114,7 +114,7 @@ def test_truncated_avro_is_decode_error(codec: UsageCodec, catalog: PriceCatalog
     outcome = one(step(data, codec, catalog), data)
     assert isinstance(outcome, DeadLetter)
     assert outcome.kind == "DECODE_ERROR"
-    assert outcome.reason.startswith("Avro body does not match schema id 1")
+    assert outcome.reason.startswith("Avro body does not match schema id 6")
 
 
 def test_truncated_batch_is_one_decode_error(
@@ -308,7 +308,7 @@ def test_batch_prices_every_event_and_dead_letters_only_the_bad_one(
     assert (BATCH_INDEX, b"1") in letter.headers("t", 0, 7)
     assert letter.field_errors == {"prompt_tokens": "must be greater than or equal to 0"}
     # The dead letter is the bad event alone, as a single-event message, exactly as the batch held it.
-    assert value is not None and value[:5] == b"\x00\x00\x00\x00\x01"
+    assert value is not None and value[:5] == b"\x00\x00\x00\x00\x06"
     assert codec.serde.decode(value) == raw_record(good[1], prompt_tokens=-1)
     assert codec.serde.decode(value) == row_record(codec.decode_usage(data), 1)
 

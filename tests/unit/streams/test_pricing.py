@@ -40,7 +40,7 @@ NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 NOW_MS = millis(NOW)
 EVENT_MS = millis(datetime(2025, 1, 15, 10, 0, tzinfo=UTC))
 SOURCE = "genai-prices==0.2.3"
-COMPONENTS = ("input_cost", "cached_cost", "output_cost", "reasoning_cost")
+COMPONENTS = ("input_cost", "cached_cost", "cache_write_cost", "output_cost", "reasoning_cost", "request_cost")
 COSTS = (*COMPONENTS, "total_cost")
 ZERO = Decimal("0E-10")
 UNIT = Decimal("1E-10")
@@ -117,7 +117,10 @@ def price_one(catalog: PriceCatalog, event: UsageEvent) -> dict[str, Any]:
 def reference(event: UsageEvent, model: str | None = None) -> Decimal:
     """genai-prices' own total for the event, to 10 places."""
     usage = Usage(
-        input_tokens=event.prompt_tokens, cache_read_tokens=event.cached_tokens, output_tokens=event.completion_tokens
+        input_tokens=event.prompt_tokens,
+        cache_read_tokens=event.cached_tokens,
+        cache_write_tokens=event.cache_write_tokens,
+        output_tokens=event.completion_tokens,
     )
     calc = calc_price(
         usage, model or event.model.name, provider_id=event.provider, genai_request_timestamp=event.timestamp
@@ -199,6 +202,7 @@ def test_cached_tokens_at_cache_read_rate(catalog: PriceCatalog, event: EventFac
         "model": "openai/gpt-4o",
         "input_price_per_million": "2.5",
         "cached_input_price_per_million": "1.25",
+        "cache_write_price_per_million": "2.5",
         "output_price_per_million": "10",
         "reasoning_price_per_million": "10",
     }
@@ -216,6 +220,22 @@ def test_anthropic_cache_read_rate(catalog: PriceCatalog, event: EventFactory) -
     assert row["cached_cost"] == Decimal("0.0024000000")  # 8000 * $0.30
     assert row["output_cost"] == Decimal("0.0075000000")  # 500 * $15
     assert row["price_source"] == f"{SOURCE} anthropic/claude-3-5-sonnet"
+
+
+def test_anthropic_cache_write_rate(catalog: PriceCatalog, event: EventFactory) -> None:
+    ev = event("anthropic", "claude-3-5-sonnet-20241022", prompt_tokens=10000, cached_tokens=3000,
+               cache_write_tokens=5000)  # fmt: skip
+    row = price_one(catalog, ev)
+    assert row["input_cost"] == Decimal("0.0060000000")  # 2000 uncached * $3
+    assert row["cached_cost"] == Decimal("0.0009000000")  # 3000 * $0.30
+    assert row["cache_write_cost"] == Decimal("0.0187500000")  # 5000 * $3.75
+    assert row["total_cost"] == reference(ev)  # genai-prices' own calculator agrees
+
+
+def test_cache_writes_at_input_rate_without_a_cache_write_price(catalog: PriceCatalog, event: EventFactory) -> None:
+    row = price_one(catalog, event("openai", "gpt-4o", prompt_tokens=1000, cache_write_tokens=400))
+    assert row["cache_write_cost"] == Decimal("0.0010000000")  # 400 * $2.5, the input rate
+    assert row["input_cost"] == Decimal("0.0015000000")  # 600 * $2.5
 
 
 @pytest.mark.parametrize(("provider", "model"), [("openai", "gpt-4"), ("mistral", "mistral-large-latest")])
@@ -595,11 +615,13 @@ def usage_records(
         else:
             prompt = random_count(rng) if huge else rng.randint(0, 300_000)
         completion = random_count(rng) if huge else rng.randint(0, 100_000)
+        cached = rng.choice((0, prompt, rng.randint(0, prompt)))
         fields = {
             "provider": model.provider,
             "model": model.ref,
             "prompt_tokens": prompt,
-            "cached_tokens": rng.choice((0, prompt, rng.randint(0, prompt))),
+            "cached_tokens": cached,
+            "cache_write_tokens": rng.choice((0, rng.randint(0, prompt - cached))),
             "completion_tokens": completion,
             "reasoning_tokens": rng.choice((0, completion, rng.randint(0, completion))),
             "tags": [],
@@ -626,16 +648,19 @@ def expected_components(info: ModelInfo, record: dict[str, Any]) -> tuple[list[D
     price = info.get_prices(moment)
     if price.input_mtok is None and price.output_mtok is None:
         return None
-    prompt, cached = record["prompt_tokens"], record["cached_tokens"]
+    prompt, cached, writes = record["prompt_tokens"], record["cached_tokens"], record["cache_write_tokens"]
     completion, reasoning = record["completion_tokens"], record["reasoning_tokens"]
     input_rate = applicable(price.input_mtok, prompt) or Decimal(0)
     cache_rate = applicable(price.cache_read_mtok, prompt)
+    write_rate = applicable(price.cache_write_mtok, prompt)
     output_rate = applicable(price.output_mtok, prompt) or Decimal(0)
     parts = [
-        (prompt - cached, input_rate),
+        (prompt - cached - writes, input_rate),
         (cached, input_rate if cache_rate is None else cache_rate),
+        (writes, input_rate if write_rate is None else write_rate),
         (completion - reasoning, output_rate),
         (reasoning, output_rate),
+        (0, Decimal(0)),  # request_cost: catalog prices are per token
     ]
     with localcontext(WIDE):
         exact = [Decimal(tokens) * rate / Decimal(1_000_000) for tokens, rate in parts]
@@ -643,7 +668,9 @@ def expected_components(info: ModelInfo, record: dict[str, Any]) -> tuple[list[D
 
 
 CALC_PRICES = {"input_mtok", "cache_read_mtok", "output_mtok", "cache_write_mtok", "cache_write_1h_mtok"}
-"""Price keys an event of ours fully describes (it never reports cache writes: they cost 0)."""
+"""Price keys an event of ours fully describes (a cache write is billed at ``cache_write_mtok``,
+the 5-minute cache's price, as calc_price bills it; the 1-hour price needs a token count events
+do not carry)."""
 
 
 def genai_total(model: CatalogModel, record: dict[str, Any]) -> Decimal | None:
@@ -658,6 +685,7 @@ def genai_total(model: CatalogModel, record: dict[str, Any]) -> Decimal | None:
     usage = Usage(
         input_tokens=record["prompt_tokens"],
         cache_read_tokens=record["cached_tokens"],
+        cache_write_tokens=record["cache_write_tokens"],
         output_tokens=record["completion_tokens"],
     )
     calc = calc_price(usage, model.ref, provider_id=model.provider, genai_request_timestamp=moment)
