@@ -175,7 +175,8 @@ def test_migration_2_keeps_existing_rows_and_lets_the_latest_pricing_win(
     assert store.migrate() == [1]
     catalog = PriceCatalog()
     event = usage_event(organization_id="org-old")
-    old = _rows([event], catalog).drop_columns(["request_cost", "price_rates", "tier_volume"])
+    new_columns = ["cache_write_tokens", "cache_write_cost", "request_cost", "price_rates", "tier_volume"]
+    old = _rows([event], catalog).drop_columns(new_columns)
     store.insert_arrow("usage_costs", old)
     monkeypatch.setattr(sinks.migrations, "MIGRATIONS", MIGRATIONS)
     # A run cut short before: a half-made copy is left behind.
