@@ -106,12 +106,12 @@ def price_messages(
 def _fresh_rows(tally: Volumes, message: np.ndarray, volumes: VolumeStore) -> np.ndarray:
     """Rows whose tokens are not yet in their key's volume: a replayed message (after a crash
     between the volume's write and the offset commit) is priced again but counts once."""
-    pairs = np.unique(np.stack([tally.index, message], axis=1), axis=0)
-    replayed = [(k, m) for k, m in pairs.tolist() if volumes.counted(tally.keys[k], m)]
-    fresh = np.ones(len(message), dtype=bool)
-    for key_index, number in replayed:
-        fresh[(tally.index == key_index) & (message == number)] = False
-    return fresh
+    width = int(message.max()) + 1
+    pairs, inverse = np.unique(tally.index * width + message, return_inverse=True)  # (key, message)
+    replayed = np.array(
+        [volumes.counted(tally.keys[pair // width], pair % width) for pair in pairs.tolist()], dtype=bool
+    )
+    return ~replayed[inverse.reshape(-1)]
 
 
 def _split(priced: pa.Table, message: np.ndarray, outcomes: list[MessageOutcome]) -> None:
