@@ -12,6 +12,7 @@ Timestamps are milliseconds since the epoch (UTC) everywhere in this module: the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from itertools import chain
@@ -338,3 +339,25 @@ def _ms(value: Any) -> Any:
     # A registry schema may keep a logical type the pipeline does not drop (timestamp-micros):
     # fastavro then hands back a datetime.
     return millis(value) if isinstance(value, datetime) else value
+
+
+def unique_rows(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of non-negative int columns and, per row, its distinct row's index.
+
+    Packed into one int64 per row where the sizes allow it (a 1-D unique is many times faster
+    than a unique of rows); as rows otherwise, so no size of dictionary or span of time can
+    overflow a key.
+    """
+    sizes = [int(part.max()) + 1 if len(part) else 1 for part in parts]
+    if math.prod(sizes) >= 2**62:
+        combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
+        return combos, inverse.reshape(-1)
+    packed = np.zeros(len(parts[0]), dtype=np.int64)
+    for part, size in zip(parts, sizes, strict=True):
+        packed = packed * size + part
+    unique, inverse = np.unique(packed, return_inverse=True)
+    digits = []
+    for size in reversed(sizes):
+        unique, digit = np.divmod(unique, size)
+        digits.append(digit)
+    return np.stack(digits[::-1], axis=1), inverse.reshape(-1)

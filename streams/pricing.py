@@ -32,7 +32,6 @@ share their rates, so the catalog is asked once per group and the arithmetic run
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from decimal import Decimal
@@ -43,7 +42,7 @@ import pyarrow as pa
 from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices, TimeOfDateConstraint
 
-from schemas.columns import TIMESTAMP, codes, dictionary_array, from_millis
+from schemas.columns import TIMESTAMP, codes, dictionary_array, from_millis, unique_rows
 from schemas.priced import PRICED_SCHEMA, PricingStatus
 from schemas.pricing_rule import PerRequest, PerToken, PricingRule, Tier, Tiered
 from streams.money import common_scale, cost_units, decimal_array, fixed_point, round_units
@@ -501,22 +500,7 @@ class _TablePricer:
             texts = iter(encoded.dictionary.take(pa.array(used[used >= 0])).to_pylist())
             dictionaries.append([next(texts) if code >= 0 else None for code in used.tolist()])
             parts.append(inverse.reshape(-1))
-        # One row per distinct (period, provider, model, version): positions, never packed into
-        # one number, so no size of dictionary or span of time can overflow a key.
-        sizes = [int(part.max()) + 1 for part in parts]
-        if math.prod(sizes) < 2**62:  # positions packed into one int64: a 1-D unique is fast
-            packed = np.zeros(len(parts[0]), dtype=np.int64)
-            for part, size in zip(parts, sizes, strict=True):
-                packed = packed * size + part
-            unique, inverse = np.unique(packed, return_inverse=True)
-            columns = []
-            for size in reversed(sizes):
-                unique, column = np.divmod(unique, size)
-                columns.append(column)
-            combos = np.stack(columns[::-1], axis=1)
-        else:
-            combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        combos, inverse = unique_rows(parts)  # one row per distinct (period, provider, model, version)
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(combos) + 1))
         groups = []

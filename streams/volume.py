@@ -9,7 +9,6 @@ the order they were consumed (partition order: one organization's events share a
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from schemas.columns import codes, dictionary_array
+from schemas.columns import codes, dictionary_array, unique_rows
 
 VolumeKey = tuple[str, str, str, str]
 """(organization_id, provider, model in lower case, "YYYY-MM")."""
@@ -97,23 +96,11 @@ class Volumes:
             texts.append(used.tolist())
         months = month_of(column("timestamp").cast(pa.int64()).to_numpy())
         parts.append(months - int(months.min()))
-        sizes = [int(part.max()) + 1 for part in parts]
-        if math.prod(sizes) < 2**62:  # one int64 per row: a 1-D unique is much faster than rows
-            packed = np.zeros(size, dtype=np.int64)
-            for part, width in zip(parts, sizes, strict=True):
-                packed = packed * width + part
-            unique, inverse = np.unique(packed, return_inverse=True)
-            digits = []
-            for width in reversed(sizes):
-                unique, digit = np.divmod(unique, width)
-                digits.append(digit)
-            combos = np.stack(digits[::-1], axis=1)
-        else:
-            combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
+        combos, inverse = unique_rows(parts)
         first = int(months.min())
         keys = [(texts[0][o], texts[1][p], texts[2][m], month_text(first + slot)) for o, p, m, slot in combos.tolist()]
         tokens = column("prompt_tokens").to_numpy().astype(np.int64) + column("completion_tokens").to_numpy()
-        return cls(keys, inverse.reshape(-1).astype(np.int64), tokens.astype(np.int64))
+        return cls(keys, inverse.astype(np.int64), tokens.astype(np.int64))
 
     def before(self, start: Mapping[VolumeKey, int], counted: np.ndarray | None = None) -> np.ndarray:
         """Per row: the volume of its key before it (``start`` plus earlier counted rows of the

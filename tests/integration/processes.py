@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -55,3 +56,23 @@ def wait_ok(client: httpx.Client, path: str, logs: Path, timeout_s: float = 90) 
             pass
         time.sleep(0.3)
     pytest.fail(f"{path} not ready after {timeout_s:.0f} s; logs in {logs}")
+
+
+def pipeline_env(bootstrap_servers: str, root: Path, tag: str, **extra: str) -> dict[str, str]:
+    """The environment of a test pipeline's processes: the session broker, topics, groups and
+    a data directory of its own (``tag``), quick rebalances; ``extra`` adds or overrides."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "KAFKA__USAGE_TOPIC": f"usage-{tag}",
+        "KAFKA__PRICED_TOPIC": f"priced-{tag}",
+        "KAFKA__DLQ_TOPIC": f"dlq-{tag}",
+        "KAFKA__CONTROL_TOPIC": f"control-{tag}",
+        "KAFKA__IDEMPOTENT_PRODUCER": "false",
+        "KAFKA__REBALANCE_TIMEOUT_S": "2",
+        "WORKER__APP_ID": f"worker-{tag}",
+        "SINK__GROUP_ID": f"sink-{tag}",
+        "SINK__FLUSH_SECONDS": "0.2",
+        "COSTOPS_DATA_DIR": str(root / "data"),
+        **extra,
+    }

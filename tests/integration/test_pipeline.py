@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from schemas.columns import batch_record, event_record, row_record
 from schemas.priced import COST_PLACES
 from schemas.usage import UsageEvent
 
-from processes import cost_ops_processes, wait_ok
+from processes import cost_ops_processes, pipeline_env, wait_ok
 
 SEED_RECORDS: list[dict[str, Any]] = json.loads((Path(__file__).parents[2] / "examples" / "usage.json").read_text())
 MODELS = [
@@ -51,24 +50,15 @@ def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
     tag = uuid.uuid4().hex[:8]
     root = tmp_path_factory.mktemp("pipeline")
     api_port, worker_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "KAFKA__USAGE_TOPIC": f"usage-{tag}",
-        "KAFKA__PRICED_TOPIC": f"priced-{tag}",
-        "KAFKA__DLQ_TOPIC": f"dlq-{tag}",
-        "KAFKA__CONTROL_TOPIC": f"control-{tag}",
-        "KAFKA__PARTITIONS": "4",
-        "KAFKA__IDEMPOTENT_PRODUCER": "false",
-        "KAFKA__REBALANCE_TIMEOUT_S": "2",
-        "WORKER__APP_ID": f"worker-{tag}",
-        "WORKER__WEB_PORT": str(worker_port),
-        "SINK__GROUP_ID": f"sink-{tag}",
-        "SINK__FLUSH_SECONDS": "0.2",
-        "COSTOPS_DATA_DIR": str(root / "data"),
-        "API_PORT": str(api_port),
-        "LOG_LEVEL": "info",
-    }
+    env = pipeline_env(
+        broker.bootstrap_servers,
+        root,
+        tag,
+        KAFKA__PARTITIONS="4",
+        WORKER__WEB_PORT=str(worker_port),
+        API_PORT=str(api_port),
+        LOG_LEVEL="info",
+    )
     settings = Settings(
         kafka=KafkaSettings(
             bootstrap_servers=broker.bootstrap_servers, usage_topic=f"usage-{tag}",

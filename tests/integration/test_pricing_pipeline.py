@@ -4,7 +4,6 @@ are listed with COST_001 and a reprice replaces their cost exactly once."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ import pytest
 from llm_cost_ops.broker import EmbeddedBroker, free_port
 from llm_cost_ops.cli.main import main
 
-from processes import cost_ops_processes, wait_ok
+from processes import cost_ops_processes, pipeline_env, wait_ok
 
 pytestmark = pytest.mark.integration
 
@@ -38,24 +37,15 @@ def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
     tag = uuid.uuid4().hex[:8]
     root = tmp_path_factory.mktemp("pricing")
     api_port, worker_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "KAFKA__USAGE_TOPIC": f"usage-{tag}",
-        "KAFKA__PRICED_TOPIC": f"priced-{tag}",
-        "KAFKA__DLQ_TOPIC": f"dlq-{tag}",
-        "KAFKA__CONTROL_TOPIC": f"control-{tag}",
-        "KAFKA__PARTITIONS": "2",
-        "KAFKA__IDEMPOTENT_PRODUCER": "false",
-        "KAFKA__REBALANCE_TIMEOUT_S": "2",
-        "WORKER__APP_ID": f"worker-{tag}",
-        "WORKER__WEB_PORT": str(worker_port),
-        "SINK__GROUP_ID": f"sink-{tag}",
-        "SINK__FLUSH_SECONDS": "0.2",
-        "COSTOPS_DATA_DIR": str(root / "data"),
-        "COSTOPS_API_URL": f"http://127.0.0.1:{api_port}",
-        "API_PORT": str(api_port),
-    }
+    env = pipeline_env(
+        broker.bootstrap_servers,
+        root,
+        tag,
+        KAFKA__PARTITIONS="2",
+        WORKER__WEB_PORT=str(worker_port),
+        API_PORT=str(api_port),
+        COSTOPS_API_URL=f"http://127.0.0.1:{api_port}",
+    )
     with (
         cost_ops_processes({"api": ["api", "--role", "all"]}, env, root),
         httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client,
