@@ -27,6 +27,9 @@ class PipelineMetrics:
         self.events_dead_lettered = Counter(
             "costops_events_dead_lettered_total", "Messages sent to the DLQ", ["reason"], registry=r
         )
+        self.dlq_replayed = Counter(
+            "costops_dlq_replayed_total", "Dead letters re-published to the usage topic", registry=r
+        )
         self.cost_usd = Counter(
             "costops_cost_usd_total",
             "Priced cost in USD (float, for dashboards only)",

@@ -102,3 +102,18 @@ class UsageProducer:
             await asyncio.wait_for(asyncio.gather(*futures), timeout=self._timeout_s)
         except (KafkaError, TimeoutError) as exc:
             raise PublishError(f"Kafka did not acknowledge {len(events)} event(s): {exc!r}") from exc
+
+    async def publish_raw(self, messages: Sequence[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]) -> None:
+        """Send already-encoded messages ``(key, value, headers)`` as they are (a DLQ replay),
+        and wait until the broker has acknowledged every one."""
+        if self._producer is None:
+            raise PublishError("producer is not started")
+        producer = self._producer
+        try:
+            futures = [
+                await producer.send(self._topic, value=value, key=key, headers=headers)
+                for key, value, headers in messages
+            ]
+            await asyncio.wait_for(asyncio.gather(*futures), timeout=self._timeout_s)
+        except (KafkaError, TimeoutError) as exc:
+            raise PublishError(f"Kafka did not acknowledge {len(messages)} message(s): {exc!r}") from exc

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel
 
 from llm_cost_ops.errors import InvalidInputError
 
@@ -15,6 +18,8 @@ SOURCE_OFFSET = "x-dlq-source-offset"
 FIELD_ERRORS = "x-dlq-field-errors"
 BATCH_INDEX = "x-dlq-batch-index"
 """Position of the event in its batch message, when it came out of one."""
+REPLAYED_FROM = "x-dlq-replayed-from"
+"""On a replayed message: the ``partition:offset`` of the dead letter it came from."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,5 +51,34 @@ class DeadLetter:
             own.append((FIELD_ERRORS, "; ".join(f"{k}: {v}" for k, v in self.field_errors.items()).encode()))
         if self.batch_index is not None:
             own.append((BATCH_INDEX, str(self.batch_index).encode()))
-        kept = [(k, v) for k, v in (original or []) if not k.startswith("x-dlq-")]
+        # A replayed message that fails again keeps saying which dead letter it was.
+        kept = [(k, v) for k, v in (original or []) if not k.startswith("x-dlq-") or k == REPLAYED_FROM]
         return kept + own
+
+
+class DeadLetterRecord(BaseModel):
+    """One message of ``usage-dlq`` as ``GET /api/v1/dlq`` lists it. ``id`` is
+    ``partition:offset``, what ``cost-ops dlq replay`` takes."""
+
+    id: str
+    partition: int
+    offset: int
+    timestamp: datetime
+    key: str | None
+    kind: str
+    reason: str
+    field_errors: str | None
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    batch_index: int | None
+    replayed_from: str | None
+    size: int
+    """Bytes of the original message, kept as they were for the replay."""
+
+
+class DeadLetterPage(BaseModel):
+    data: list[DeadLetterRecord]
+    next_cursor: str | None
+    """Pass as ``cursor`` for the next page; null when this page reached the end."""
+    has_more: bool

@@ -76,3 +76,14 @@ def pipeline_env(bootstrap_servers: str, root: Path, tag: str, **extra: str) -> 
         "COSTOPS_DATA_DIR": str(root / "data"),
         **extra,
     }
+
+
+@contextmanager
+def worker_process(env: dict[str, str], logs: Path, name: str) -> Iterator[None]:
+    """One ``cost-ops worker`` (its web port from ``env``), ready (partitions assigned) on entry."""
+    with (
+        cost_ops_processes({name: ["worker"]}, env, logs),
+        httpx.Client(timeout=10) as client,
+    ):
+        wait_ok(client, f"http://127.0.0.1:{env['WORKER__WEB_PORT']}/ready", logs)
+        yield

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +19,7 @@ import pytest
 from llm_cost_ops.broker import EmbeddedBroker, free_port
 from llm_cost_ops.cli.main import main
 
+import processes
 from processes import cost_ops_processes, pipeline_env, wait_ok
 
 pytestmark = pytest.mark.integration
@@ -61,16 +62,7 @@ def worker(pipeline: Pipeline) -> Iterator[None]:
 
 
 def worker_process(pipeline: Pipeline, name: str) -> AbstractContextManager[None]:
-    @contextmanager
-    def run() -> Iterator[None]:
-        with (
-            cost_ops_processes({name: ["worker"]}, pipeline.env, pipeline.root),
-            httpx.Client(timeout=10) as client,
-        ):
-            wait_ok(client, f"http://127.0.0.1:{pipeline.worker_port}/ready", pipeline.root)
-            yield
-
-    return run()
+    return processes.worker_process(pipeline.env, pipeline.root, name)
 
 
 def send(pipeline: Pipeline, records: list[dict[str, Any]]) -> None:
