@@ -1,16 +1,19 @@
-"""Reading ``usage-dlq`` and replaying it into ``usage-events`` (``GET /api/v1/dlq``,
-``cost-ops dlq list|replay``).
+"""Reading ``usage-dlq`` and replaying it into ``usage-events``: ``GET /api/v1/dlq``,
+``POST /api/v1/dlq/replay``, ``cost-ops dlq list|replay``.
 
-The DLQ stays on Kafka: listing reads it outside any consumer group, from a cursor of
-per-partition positions (stable while new dead letters arrive), up to the end offsets of
-when the read began. A replay re-publishes the original key and bytes to ``usage-events``
-with the original headers (without the DLQ's own) plus ``x-dlq-replayed-from``. Replaying
-is safe to repeat: an event counts once by id downstream, and one that is still invalid
-simply dead-letters again.
+The DLQ stays on Kafka: listing reads it outside any consumer group, up to the end offsets
+of when the read began, and pages by a cursor of per-partition positions (stable while new
+dead letters arrive). Processing is at-least-once, so a worker that crashes may dead-letter
+a message twice; a dead letter is its source position, and listing and replay keep one of
+each. A replay re-publishes the original key and bytes to ``usage-events`` with the original
+headers (without the DLQ's own) plus ``x-dlq-replayed-from``. Replaying is safe to repeat:
+an event counts once by id downstream, and one that is still invalid simply dead-letters
+again.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +27,8 @@ from schemas import dlq
 from schemas.dlq import DeadLetterPage, DeadLetterRecord
 
 MAX_PAGE = 1000
+READ_TIMEOUT_S = 15.0
+"""Longest wait for the next messages below the end offsets before the read gives up."""
 Record = Any
 """An aiokafka ``ConsumerRecord`` (aiokafka ships no type information)."""
 
@@ -59,10 +64,15 @@ class DeadLetters:
         positions = parse_cursor(cursor)
         records: list[DeadLetterRecord] = []
         ends: dict[int, int] = {}
-        async for message, end in self._scan(positions):
+        seen: set[tuple[str | None, ...]] = set()
+        async for message, end in self._scan({}):
             ends[message.partition] = end
+            first = _identity(message) not in seen
+            seen.add(_identity(message))
+            if message.offset < positions.get(message.partition, 0):
+                continue  # on an earlier page (read only to know what was seen)
             positions[message.partition] = message.offset + 1
-            if kind is not None and _header(message.headers, dlq.KIND) != kind:
+            if not first or (kind is not None and _header(message.headers, dlq.KIND) != kind):
                 continue
             records.append(_record(message))
             if len(records) >= limit:
@@ -77,7 +87,12 @@ class DeadLetters:
         """``(id, key, value, headers to publish)`` of the chosen dead letters (``ids``), or of
         all of them (of ``kind``) when ``ids`` is None."""
         chosen = []
+        seen: set[tuple[str | None, ...]] = set()
         async for message, _ in self._scan({}):
+            identity = _identity(message)
+            if identity in seen:
+                continue
+            seen.add(identity)
             where = (message.partition, message.offset)
             if ids is not None and where not in ids:
                 continue
@@ -113,17 +128,20 @@ class DeadLetters:
                 if offset >= ends[tp]:
                     continue
                 consumer.seek(tp, offset)
-                while True:
-                    batch = await consumer.getmany(tp, timeout_ms=1000, max_records=500)
+                deadline = time.monotonic() + READ_TIMEOUT_S
+                while offset < ends[tp]:
+                    batch = await consumer.getmany(tp, timeout_ms=500, max_records=500)
                     messages = batch.get(tp, [])
-                    if not messages:
-                        break
+                    if not messages:  # a fetch may come back empty before the end: wait, bounded
+                        if time.monotonic() > deadline:
+                            raise BrokerUnavailableError(f"reading the DLQ timed out at {tp.partition}:{offset}")
+                        continue
                     for message in messages:
                         if message.offset >= ends[tp]:
                             break
                         yield message, ends[tp]
-                    if messages[-1].offset >= ends[tp] - 1:
-                        break
+                    offset = messages[-1].offset + 1
+                    deadline = time.monotonic() + READ_TIMEOUT_S
         except KafkaError as exc:
             raise BrokerUnavailableError(f"cannot read the DLQ from Kafka: {exc}") from exc
         finally:
@@ -135,6 +153,18 @@ def _header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | Non
         if key == name:
             return bytes(value).decode(errors="replace")
     return None
+
+
+def _identity(message: Record) -> tuple[str | None, ...]:
+    """What a dead letter is: its source position (and place in its batch). A worker that
+    crashes before committing dead-letters the same message again after its restart; the
+    copy says the same, so listing and replay keep the first only."""
+    headers = message.headers
+    source = _header(headers, dlq.SOURCE_TOPIC)
+    if source is None:
+        return ("dlq", str(message.partition), str(message.offset))  # not ours: its own identity
+    names = (dlq.SOURCE_TOPIC, dlq.SOURCE_PARTITION, dlq.SOURCE_OFFSET, dlq.BATCH_INDEX, dlq.REPLAYED_FROM)
+    return tuple(_header(headers, name) for name in names)
 
 
 def _int(text: str | None) -> int | None:
