@@ -15,7 +15,7 @@ from schemas.errors import DecodeError, EventValidationError
 from schemas.usage import UsageEvent
 from schemas.usage_check import rows_to_recheck
 from streams.pricing import PriceCatalog, Pricer
-from streams.volume import Volumes, VolumeStore
+from streams.volume import DictVolumes, VolumeStore, count_volumes
 
 
 @dataclass
@@ -63,8 +63,8 @@ def price_messages(
     column kernels are paid once per take of messages, not once per message. Only the rows
     the column check flags go through the full model one by one.
 
-    ``volumes`` holds the monthly volumes tiered rules price against: read before pricing,
-    and each touched key set to its new total after (in message order).
+    ``volumes`` holds the monthly volumes tiered rules price against: read, then each touched
+    key set to its new total (:func:`streams.volume.count_volumes`).
     """
     outcomes = [MessageOutcome() for _ in values]
     tables: list[pa.Table] = []
@@ -91,27 +91,10 @@ def price_messages(
     if usage.num_rows:
         if isinstance(pricer, PriceCatalog):
             pricer = Pricer(pricer)
-        tally = Volumes.of(usage)
-        start = {key: volumes.get(key) for key in tally.keys} if volumes is not None else {}
-        fresh = _fresh_rows(tally, message, volumes) if volumes is not None else None
-        _split(pricer.price(usage, now_ms, tally.before(start, fresh)), message, outcomes)
-        if volumes is not None:
-            totals = tally.after(start, fresh)
-            for key_index, row in tally.last_rows(fresh).items():
-                key = tally.keys[key_index]
-                volumes.set(key, totals[key], int(message[row]))
+        # Without a store, volumes start at 0 and count within the take only.
+        before = count_volumes(usage, message, volumes if volumes is not None else DictVolumes())
+        _split(pricer.price(usage, now_ms, before), message, outcomes)
     return outcomes
-
-
-def _fresh_rows(tally: Volumes, message: np.ndarray, volumes: VolumeStore) -> np.ndarray:
-    """Rows whose tokens are not yet in their key's volume: a replayed message (after a crash
-    between the volume's write and the offset commit) is priced again but counts once."""
-    width = int(message.max()) + 1
-    pairs, inverse = np.unique(tally.index * width + message, return_inverse=True)  # (key, message)
-    replayed = np.array(
-        [volumes.counted(tally.keys[pair // width], pair % width) for pair in pairs.tolist()], dtype=bool
-    )
-    return ~replayed[inverse.reshape(-1)]
 
 
 def _split(priced: pa.Table, message: np.ndarray, outcomes: list[MessageOutcome]) -> None:

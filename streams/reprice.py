@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 
 from schemas.columns import USAGE_SCHEMA, millis
 from streams.pricing import Pricer
-from streams.volume import DictVolumes, Volumes
+from streams.volume import DictVolumes, VolumeKey, count_volumes
 
 CHUNK_ROWS = 50_000
 
@@ -54,10 +55,8 @@ def reprice(
     result = RepriceResult()
     volumes = DictVolumes(_volumes_before(store, table, start, organization_id))
     for usage in _chunks(store, table, start, end, organization_id):
-        counted = Volumes.of(usage)
-        start_volumes = {key: volumes.get(key) for key in counted.keys}
-        priced = pricer.price(usage, millis(datetime.now(UTC)), counted.before(start_volumes))
-        volumes.totals.update(counted.after(start_volumes))
+        before = count_volumes(usage, np.zeros(usage.num_rows, dtype=np.int64), volumes)
+        priced = pricer.price(usage, millis(datetime.now(UTC)), before)
         store.insert_arrow("usage_costs", priced, {"optimize_on_insert": 0})
         unpriced = priced.num_rows - priced.column("unpriced_reason").null_count
         result.events += priced.num_rows
@@ -70,9 +69,7 @@ def _filters(organization_id: str | None) -> str:
     return " AND organization_id = {org:String}" if organization_id is not None else ""
 
 
-def _volumes_before(
-    store: Store, table: str, start: datetime, organization_id: str | None
-) -> dict[tuple[str, str, str, str], int]:
+def _volumes_before(store: Store, table: str, start: datetime, organization_id: str | None) -> dict[VolumeKey, int]:
     """Each (organization, provider, model, month)'s tokens stored before ``start`` in its month."""
     sql = (
         "SELECT organization_id, provider, lower(model), formatDateTime(toStartOfMonth(timestamp), '%Y-%m'), "

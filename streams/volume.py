@@ -99,15 +99,14 @@ class Volumes:
         combos, inverse = unique_rows(parts)
         first = int(months.min())
         keys = [(texts[0][o], texts[1][p], texts[2][m], month_text(first + slot)) for o, p, m, slot in combos.tolist()]
-        tokens = column("prompt_tokens").to_numpy().astype(np.int64) + column("completion_tokens").to_numpy()
-        return cls(keys, inverse.astype(np.int64), tokens.astype(np.int64))
+        return cls(keys, inverse.astype(np.int64), column("total_tokens").to_numpy().astype(np.int64))
 
     def before(self, start: Mapping[VolumeKey, int], counted: np.ndarray | None = None) -> np.ndarray:
         """Per row: the volume of its key before it (``start`` plus earlier counted rows of the
         take). ``counted`` False marks rows whose tokens are in ``start`` already (a replay)."""
         if not len(self.index):
             return np.zeros(0, dtype=np.int64)
-        tokens = self.tokens if counted is None else np.where(counted, self.tokens, 0)
+        tokens = self._counted_tokens(counted)
         order = np.argsort(self.index, kind="stable")
         sorted_index = self.index[order]
         sorted_tokens = tokens[order]  # a take's tokens: far below int64's range
@@ -131,10 +130,39 @@ class Volumes:
 
     def after(self, start: Mapping[VolumeKey, int], counted: np.ndarray | None = None) -> dict[VolumeKey, int]:
         """Each key's volume once the take's counted rows are added."""
-        tokens = self.tokens if counted is None else np.where(counted, self.tokens, 0)
+        tokens = self._counted_tokens(counted)
         totals: dict[VolumeKey, int] = {k: int(start.get(k, 0)) for k in self.keys}
         added = np.zeros(len(self.keys), dtype=np.int64)
         np.add.at(added, self.index, tokens)
         for key, amount in zip(self.keys, added.tolist(), strict=True):
             totals[key] += int(amount)
         return totals
+
+    def fresh(self, message: np.ndarray, volumes: VolumeStore) -> np.ndarray:
+        """Rows whose tokens are not yet in their key's volume: a replayed message (after a
+        crash between the volume's write and the offset commit) is priced again but counts once."""
+        width = int(message.max()) + 1
+        pairs, inverse = np.unique(self.index * width + message, return_inverse=True)  # (key, message)
+        replayed = np.array(
+            [volumes.counted(self.keys[pair // width], pair % width) for pair in pairs.tolist()], dtype=bool
+        )
+        return ~replayed[inverse.reshape(-1)]
+
+    def _counted_tokens(self, counted: np.ndarray | None) -> np.ndarray:
+        return self.tokens if counted is None else np.where(counted, self.tokens, 0)
+
+
+def count_volumes(usage: pa.Table, message: np.ndarray, volumes: VolumeStore) -> np.ndarray:
+    """Count a take's tokens into ``volumes``; per row, the volume of its key before it.
+
+    ``message``: per row, the number of the message (in the take) it came from. Rows of a
+    message the store has counted already are priced at the volume as it stands and add nothing.
+    """
+    tally = Volumes.of(usage)
+    start = {key: volumes.get(key) for key in tally.keys}
+    fresh = tally.fresh(message, volumes) if len(message) else None
+    totals = tally.after(start, fresh)
+    for key_index, row in tally.last_rows(fresh).items():
+        key = tally.keys[key_index]
+        volumes.set(key, totals[key], int(message[row]))
+    return tally.before(start, fresh)

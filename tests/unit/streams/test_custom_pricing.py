@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,7 +20,7 @@ from schemas.usage import UsageEvent
 from streams.price_step import price_messages
 from streams.pricing import PriceCatalog, Pricer
 from streams.rules import RuleBook
-from streams.volume import DictVolumes, Volumes
+from streams.volume import DictVolumes, count_volumes
 
 NOW_MS = millis(datetime(2026, 1, 1, tzinfo=UTC))
 CATALOG = PriceCatalog()
@@ -59,11 +60,9 @@ def price(
     rules: list[PricingRule], events: list[UsageEvent], volumes: DictVolumes | None = None
 ) -> list[dict[str, Any]]:
     table = table_from_events(events)
-    counted = Volumes.of(table)
-    start = {key: (volumes.get(key) if volumes else 0) for key in counted.keys}
-    priced = Pricer(CATALOG, RuleBook.of(rules)).price(table, NOW_MS, counted.before(start))
-    if volumes is not None:
-        volumes.totals.update(counted.after(start))
+    message = np.zeros(table.num_rows, dtype=np.int64)
+    before = count_volumes(table, message, volumes if volumes is not None else DictVolumes())
+    priced = Pricer(CATALOG, RuleBook.of(rules)).price(table, NOW_MS, before)
     rows: list[dict[str, Any]] = priced.to_pylist()
     return rows
 
