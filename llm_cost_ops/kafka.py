@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -41,6 +42,18 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "compression_type": None if compression == "none" else compression,
         "linger_ms": 5,
     }
+
+
+async def start_producer(settings: Settings, timeout_s: float = 10.0) -> AIOKafkaProducer:
+    """A started producer with :func:`producer_config`; :class:`BrokerUnavailableError` when
+    the brokers cannot be reached (nothing is left open)."""
+    producer = AIOKafkaProducer(**producer_config(settings), request_timeout_ms=int(timeout_s * 1000))
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise BrokerUnavailableError(f"cannot connect to Kafka: {exc}") from exc
+    return producer
 
 
 def pipeline_topics(settings: Settings) -> list[str]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from llm_cost_ops.kafka import BrokerUnavailableError, producer_config
+from llm_cost_ops.kafka import BrokerUnavailableError, start_producer
 from llm_cost_ops.settings import Settings
 from schemas.codec import UsageCodec
 from schemas.usage import UsageEvent
@@ -47,13 +47,10 @@ class UsageProducer:
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
-        producer = AIOKafkaProducer(**producer_config(self._settings), request_timeout_ms=int(self._timeout_s * 1000))
         try:
-            await producer.start()
-        except KafkaError as exc:
-            await producer.stop()
-            raise PublishError(f"cannot connect to Kafka: {exc}") from exc
-        self._producer = producer
+            self._producer = await start_producer(self._settings, self._timeout_s)
+        except BrokerUnavailableError as exc:
+            raise PublishError(exc.message) from exc
 
     async def stop(self) -> None:
         if self._producer is not None:

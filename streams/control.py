@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from llm_cost_ops.kafka import BrokerUnavailableError, bootstrap_servers, producer_config
+from llm_cost_ops.kafka import bootstrap_servers, start_producer
 from llm_cost_ops.settings import Settings
 from schemas.pricing_rule import PricingRule
 from streams.rules import RuleBook
@@ -118,13 +118,7 @@ class ControlPublisher:
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        producer = AIOKafkaProducer(**producer_config(self._settings), request_timeout_ms=10_000)
-        try:
-            await producer.start()
-        except KafkaError as exc:
-            await producer.stop()
-            raise BrokerUnavailableError(f"cannot connect to Kafka: {exc}") from exc
-        self._producer = producer
+        self._producer = await start_producer(self._settings)
 
     async def stop(self) -> None:
         if self._producer is not None:
