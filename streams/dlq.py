@@ -64,11 +64,8 @@ class DeadLetters:
         positions = parse_cursor(cursor)
         records: list[DeadLetterRecord] = []
         ends: dict[int, int] = {}
-        seen: set[tuple[str | None, ...]] = set()
-        async for message, end in self._scan({}):
+        async for message, end, first in self._scan():
             ends[message.partition] = end
-            first = _identity(message) not in seen
-            seen.add(_identity(message))
             if message.offset < positions.get(message.partition, 0):
                 continue  # on an earlier page (read only to know what was seen)
             positions[message.partition] = message.offset + 1
@@ -87,12 +84,9 @@ class DeadLetters:
         """``(id, key, value, headers to publish)`` of the chosen dead letters (``ids``), or of
         all of them (of ``kind``) when ``ids`` is None."""
         chosen = []
-        seen: set[tuple[str | None, ...]] = set()
-        async for message, _ in self._scan({}):
-            identity = _identity(message)
-            if identity in seen:
+        async for message, _, first in self._scan():
+            if not first:
                 continue
-            seen.add(identity)
             where = (message.partition, message.offset)
             if ids is not None and where not in ids:
                 continue
@@ -105,28 +99,23 @@ class DeadLetters:
             chosen.append((f"{message.partition}:{message.offset}", message.key, message.value, headers))
         return chosen
 
-    async def _scan(self, start: dict[int, int]) -> AsyncIterator[tuple[Record, int]]:
-        """Every message from ``start`` (per partition; the beginning where absent) up to the
-        end offsets at the time of the call, with that end."""
+    async def _scan(self) -> AsyncIterator[tuple[Record, int, bool]]:
+        """Every message up to the end offsets at the time of the call, with that end and
+        whether it is the first of its dead letter (:func:`_identity`)."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers(self._settings), enable_auto_commit=False, group_id=None
         )
         try:
             await consumer.start()
-            partitions = consumer.partitions_for_topic(self.topic) or set()
-            if not partitions:
-                await consumer._client.force_metadata_update()
-                partitions = consumer.partitions_for_topic(self.topic) or set()
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            if not tps:
+            if self.topic not in await consumer.topics():  # also loads the topic's partitions
                 return
+            tps = [TopicPartition(self.topic, p) for p in sorted(consumer.partitions_for_topic(self.topic) or ())]
             consumer.assign(tps)
             ends = await consumer.end_offsets(tps)
             firsts = await consumer.beginning_offsets(tps)
+            seen: set[tuple[str | None, ...]] = set()
             for tp in tps:
-                offset = max(start.get(tp.partition, 0), firsts[tp])
-                if offset >= ends[tp]:
-                    continue
+                offset = firsts[tp]
                 consumer.seek(tp, offset)
                 deadline = time.monotonic() + READ_TIMEOUT_S
                 while offset < ends[tp]:
@@ -139,7 +128,9 @@ class DeadLetters:
                     for message in messages:
                         if message.offset >= ends[tp]:
                             break
-                        yield message, ends[tp]
+                        identity = _identity(message)
+                        yield message, ends[tp], identity not in seen
+                        seen.add(identity)
                     offset = messages[-1].offset + 1
                     deadline = time.monotonic() + READ_TIMEOUT_S
         except KafkaError as exc:

@@ -64,7 +64,7 @@ async def replay_dead_letters(request: ReplayRequest, context: ContextDep, produ
         raise InvalidInputError("invalid ids", {"ids": "each must be partition:offset, as listed"}) from None
     chosen = await DeadLetters(context.settings).originals(ids, request.kind)
     if ids is not None:
-        missing = ids - {tuple(int(n) for n in found.split(":")) for found, *_ in chosen}
+        missing = ids - parse_ids(found for found, *_ in chosen)
         if missing:
             names = ", ".join(f"{p}:{o}" for p, o in sorted(missing))
             raise InvalidInputError("unknown dead letters", {"ids": f"not in the DLQ: {names}"})
