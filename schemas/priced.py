@@ -9,6 +9,7 @@ ClickHouse ``Decimal(38, 10)`` columns; an unpriced event has null costs, never 
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
 
@@ -51,6 +52,11 @@ PRICE_FIELDS = pa.schema(
 
 PRICED_SCHEMA = pa.schema(list(USAGE_SCHEMA) + list(PRICE_FIELDS))
 """Columns of a priced table: the ``usage_costs`` columns (but ``written_at``), in order."""
+
+
+def pricing_not_found(provider: str, model: str, day: date) -> str:
+    """The seeds' ``COST_001`` message: ``Pricing table not found for openai/gpt-4 on 2025-01-15``."""
+    return f"Pricing table not found for {provider}/{model} on {day.isoformat()}"
 
 
 def encode_priced(table: pa.Table) -> bytes:

@@ -30,7 +30,8 @@ Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type
 """A Decimal serialized as a plain decimal string ("0.0000004500", never "4.5E-7")."""
 
 
-def _instant(value: date | datetime, end: bool) -> datetime:
+def instant(value: date | datetime, end: bool) -> datetime:
+    """The instant a date or timestamp stands for; a bare date as an ``end`` covers its whole day."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     # A bare date covers that whole day: end_date=2025-01-31 includes the 31st.
@@ -71,18 +72,18 @@ class CostFilterParams(BaseModel):
 
     @property
     def start(self) -> datetime | None:
-        return _instant(self.start_date, end=False) if self.start_date is not None else None
+        return instant(self.start_date, end=False) if self.start_date is not None else None
 
     @property
     def end(self) -> datetime | None:
-        return _instant(self.end_date, end=True) if self.end_date is not None else None
+        return instant(self.end_date, end=True) if self.end_date is not None else None
 
     @field_validator("end_date")
     @classmethod
     def _ordered(cls, value: date | datetime | None, info: object) -> date | datetime | None:
         data = getattr(info, "data", {})
         start = data.get("start_date")
-        if value is not None and start is not None and _instant(value, True) <= _instant(start, False):
+        if value is not None and start is not None and instant(value, True) <= instant(start, False):
             raise ValueError("must be after start_date")
         return value
 

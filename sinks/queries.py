@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from schemas.priced import COST_PLACES
+from schemas.priced import COST_PLACES, pricing_not_found
 from schemas.query import (
     AggregateParams,
     Breakdown,
@@ -287,9 +287,7 @@ class CostQueries:
                 total_tokens=tokens or 0,
                 first_seen=first,
                 last_seen=last,
-                error=PricingError(
-                    message=f"Pricing table not found for {provider}/{model} on {last.date().isoformat()}"
-                ),
+                error=PricingError(message=pricing_not_found(provider, model, last.date())),
             )
             for provider, model, org, events, tokens, first, last, _ in rows
         ]

@@ -43,7 +43,7 @@ from genai_prices import data_snapshot
 from genai_prices.types import ModelInfo, ModelPrice, Provider, TieredPrices, TimeOfDateConstraint
 
 from schemas.columns import TIMESTAMP, codes, dictionary_array, from_millis, unique_rows
-from schemas.priced import PRICED_SCHEMA, PricingStatus
+from schemas.priced import PRICED_SCHEMA, PricingStatus, pricing_not_found
 from schemas.pricing_rule import PerRequest, PerToken, PricingRule, Tier, Tiered
 from streams.money import common_scale, cost_units, decimal_array, fixed_point, round_units
 from streams.rules import RuleBook
@@ -171,10 +171,11 @@ class PriceCatalog:
 
 
 def not_found(provider: str, model: str, timestamp_ms: int) -> str:
-    """The seeds' ``COST_001`` message: ``Pricing table not found for openai/gpt-4 on 2025-01-15``."""
+    """The ``COST_001`` message for an event at ``timestamp_ms``."""
     moment = from_millis(timestamp_ms)
-    day = moment.date().isoformat() if isinstance(moment, datetime) else str(timestamp_ms)
-    return f"Pricing table not found for {provider}/{model} on {day}"
+    if not isinstance(moment, datetime):
+        return f"Pricing table not found for {provider}/{model} on {timestamp_ms}"
+    return pricing_not_found(provider, model, moment.date())
 
 
 @dataclass
@@ -453,7 +454,7 @@ class _TablePricer:
             for name, rate in zip(_COMPONENTS, rates, strict=True):
                 self.components[name].set(rows, *fixed_point(rate))
         elif isinstance(structure, PerRequest):
-            total = self.prompt[rows].astype(object) + self.usage.column("completion_tokens").to_numpy()[rows]
+            total = self.usage.column("total_tokens").to_numpy()[rows]
             self._add_direct(rows, {"request": request_units(structure, total)})
         elif isinstance(structure, Tiered):
             before = self.volume_before[rows]
@@ -474,15 +475,13 @@ class _TablePricer:
         texts = []
         for name in ("organization_id", "project_id"):
             encoded = dictionary_array(self.usage.column(name))
-            parts.append(codes(encoded.indices)[rows].astype(np.int64))
-            texts.append(encoded.dictionary.to_pylist())
-        combos, inverse = np.unique(np.stack(parts, axis=1), axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        result = []
-        for index, (org, project) in enumerate(combos.tolist()):
-            scope = (texts[0][org] if org >= 0 else None, texts[1][project] if project >= 0 else None)
-            result.append((scope, rows[inverse == index]))
-        return result
+            parts.append(codes(encoded.indices)[rows].astype(np.int64) + 1)  # 0: null
+            texts.append([None, *encoded.dictionary.to_pylist()])
+        combos, inverse = unique_rows(parts)
+        return [
+            ((texts[0][org], texts[1][project]), rows[inverse == index])
+            for index, (org, project) in enumerate(combos.tolist())
+        ]
 
     def _groups(self) -> list[tuple[tuple[str, str, str | None, int], np.ndarray]]:
         """Rows sharing (provider, model, version, price period), with the period's start."""

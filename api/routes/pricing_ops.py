@@ -7,14 +7,14 @@ as rule ids.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from api.deps import ContextDep, ControlDep, FiltersDep, QueriesDep
-from schemas.query import MissingPrices
+from schemas.query import MissingPrices, instant
 from streams.pricing import Pricer
 from streams.reprice import reprice
 from streams.rules import RuleBook
@@ -52,11 +52,11 @@ class RepriceRequest(BaseModel):
 
     @property
     def start(self) -> datetime:
-        return _instant(self.start_date, end=False)
+        return instant(self.start_date, end=False)
 
     @property
     def end(self) -> datetime:
-        return _instant(self.end_date, end=True)
+        return instant(self.end_date, end=True)
 
     @model_validator(mode="after")
     def _ordered(self) -> RepriceRequest:
@@ -65,13 +65,6 @@ class RepriceRequest(BaseModel):
         if self.end - self.start > timedelta(days=MAX_REPRICE_DAYS):
             raise ValueError(f"a range of at most {MAX_REPRICE_DAYS} days per request (the CLI splits longer ones)")
         return self
-
-
-def _instant(value: datetime | date, end: bool) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    moment = datetime.combine(value, time(), tzinfo=UTC)
-    return moment + timedelta(days=1) if end else moment
 
 
 class RepriceResponse(BaseModel):
