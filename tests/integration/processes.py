@@ -6,12 +6,16 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+
+from llm_cost_ops.broker import free_port
 
 
 @contextmanager
@@ -87,3 +91,36 @@ def worker_process(env: dict[str, str], logs: Path, name: str) -> Iterator[None]
     ):
         wait_ok(client, f"http://127.0.0.1:{env['WORKER__WEB_PORT']}/ready", logs)
         yield
+
+
+@dataclass
+class ApiPipeline:
+    """The API+sink process (role ``all``) on the session broker, with topics, groups and a
+    data directory of its own; workers are started by the tests that need them."""
+
+    api: httpx.Client
+    env: dict[str, str]
+    root: Path
+
+    def worker(self, name: str, **extra: str) -> AbstractContextManager[None]:
+        return worker_process({**self.env, **extra}, self.root, name)
+
+
+@contextmanager
+def api_pipeline(bootstrap_servers: str, root: Path) -> Iterator[ApiPipeline]:
+    api_port = free_port()
+    env = pipeline_env(
+        bootstrap_servers,
+        root,
+        uuid.uuid4().hex[:8],
+        KAFKA__PARTITIONS="2",
+        WORKER__WEB_PORT=str(free_port()),
+        API_PORT=str(api_port),
+        COSTOPS_API_URL=f"http://127.0.0.1:{api_port}",
+    )
+    with (
+        cost_ops_processes({"api": ["api", "--role", "all"]}, env, root),
+        httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client,
+    ):
+        wait_ok(client, "/ready", root)
+        yield ApiPipeline(client, env, root)

@@ -7,60 +7,39 @@ import asyncio
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from llm_cost_ops.broker import EmbeddedBroker, free_port
+from llm_cost_ops.broker import EmbeddedBroker
 from llm_cost_ops.cli.main import main
 from llm_cost_ops.settings import KafkaSettings, Settings
 from llm_cost_ops.wire import build_codec
 from schemas.provider import allowed_providers
 from schemas.usage import UsageEvent
 
-from processes import cost_ops_processes, pipeline_env, wait_ok, worker_process
+from processes import ApiPipeline, api_pipeline
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Pipeline:
-    api: httpx.Client
-    env: dict[str, str]
-    root: Path
-    settings: Settings
+Pipeline = ApiPipeline
 
 
 @pytest.fixture(scope="module")
 def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    tag = uuid.uuid4().hex[:8]
-    root = tmp_path_factory.mktemp("dlq")
-    api_port = free_port()
-    env = pipeline_env(
-        broker.bootstrap_servers,
-        root,
-        tag,
-        KAFKA__PARTITIONS="2",
-        WORKER__WEB_PORT=str(free_port()),
-        API_PORT=str(api_port),
-        COSTOPS_API_URL=f"http://127.0.0.1:{api_port}",
-    )
-    settings = Settings(
-        kafka=KafkaSettings(
-            bootstrap_servers=broker.bootstrap_servers, usage_topic=env["KAFKA__USAGE_TOPIC"],
-            dlq_topic=env["KAFKA__DLQ_TOPIC"], partitions=2, idempotent_producer=False,
-        ),
+    with api_pipeline(broker.bootstrap_servers, tmp_path_factory.mktemp("dlq")) as running:
+        yield running
+
+
+def settings_of(pipeline: Pipeline) -> Settings:
+    env = pipeline.env
+    kafka = KafkaSettings(
+        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"], usage_topic=env["KAFKA__USAGE_TOPIC"],
+        dlq_topic=env["KAFKA__DLQ_TOPIC"], partitions=2, idempotent_producer=False,
     )  # fmt: skip
-    with (
-        cost_ops_processes({"api": ["api", "--role", "all"]}, env, root),
-        httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client,
-    ):
-        wait_ok(client, "/ready", root)
-        yield Pipeline(client, env, root, settings)
+    return Settings(kafka=kafka)
 
 
 def publish(settings: Settings, messages: list[tuple[bytes, bytes]]) -> None:
@@ -94,21 +73,22 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(
 ) -> None:
     monkeypatch.setenv("COSTOPS_API_URL", pipeline.env["COSTOPS_API_URL"])
     org = f"org-{uuid.uuid4().hex[:6]}"
-    codec = build_codec(pipeline.settings)
+    settings = settings_of(pipeline)
+    codec = build_codec(settings)
     # Valid Avro from a service of a provider the workers do not accept yet.
     acme = UsageEvent.parse(
         {"provider": "acme", "model": "acme-1", "organization_id": org, "prompt_tokens": 10, "completion_tokens": 5},
         providers=allowed_providers(("acme",)),
     )
-    with worker_process(pipeline.env, pipeline.root, "worker"):
-        publish(pipeline.settings, [(org.encode(), b"not avro at all"), (org.encode(), codec.encode_usage(acme))])
+    with pipeline.worker("worker"):
+        publish(settings, [(org.encode(), b"not avro at all"), (org.encode(), codec.encode_usage(acme))])
         letters = dead_letters(pipeline, 2)
     by_kind = {letter["kind"]: letter for letter in letters}
     assert set(by_kind) == {"DECODE_ERROR", "VALIDATION_ERROR"}
     assert "magic byte" in by_kind["DECODE_ERROR"]["reason"]
     assert by_kind["VALIDATION_ERROR"]["field_errors"].startswith("provider: must be one of")
     assert by_kind["VALIDATION_ERROR"]["key"] == org
-    assert by_kind["VALIDATION_ERROR"]["source_topic"] == pipeline.settings.kafka.usage_topic
+    assert by_kind["VALIDATION_ERROR"]["source_topic"] == settings.kafka.usage_topic
 
     first = pipeline.api.get("/api/v1/dlq", params={"limit": 1}).json()
     assert len(first["data"]) == 1 and first["has_more"]
@@ -119,8 +99,7 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(
     assert "provider: must be one of" in capsys.readouterr().out
 
     # The fix: the workers accept the provider. Replayed, the event is stored, once, however often.
-    fixed = {**pipeline.env, "CUSTOM_PROVIDERS": "acme"}
-    with worker_process(fixed, pipeline.root, "worker-fixed"):
+    with pipeline.worker("worker-fixed", CUSTOM_PROVIDERS="acme"):
         accepted = by_kind["VALIDATION_ERROR"]["id"]
         assert main(["dlq", "replay", accepted]) == 0
         assert main(["dlq", "replay", accepted]) == 0

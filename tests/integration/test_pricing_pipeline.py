@@ -7,62 +7,32 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from llm_cost_ops.broker import EmbeddedBroker, free_port
+from llm_cost_ops.broker import EmbeddedBroker
 from llm_cost_ops.cli.main import main
 
-import processes
-from processes import cost_ops_processes, pipeline_env, wait_ok
+from processes import ApiPipeline, api_pipeline
 
 pytestmark = pytest.mark.integration
 
 
-@dataclass
-class Pipeline:
-    api: httpx.Client
-    env: dict[str, str]
-    root: Path
-    worker_port: int
+Pipeline = ApiPipeline
 
 
 @pytest.fixture(scope="module")
 def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    tag = uuid.uuid4().hex[:8]
-    root = tmp_path_factory.mktemp("pricing")
-    api_port, worker_port = free_port(), free_port()
-    env = pipeline_env(
-        broker.bootstrap_servers,
-        root,
-        tag,
-        KAFKA__PARTITIONS="2",
-        WORKER__WEB_PORT=str(worker_port),
-        API_PORT=str(api_port),
-        COSTOPS_API_URL=f"http://127.0.0.1:{api_port}",
-    )
-    with (
-        cost_ops_processes({"api": ["api", "--role", "all"]}, env, root),
-        httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client,
-    ):
-        wait_ok(client, "/ready", root)
-        yield Pipeline(client, env, root, worker_port)
+    with api_pipeline(broker.bootstrap_servers, tmp_path_factory.mktemp("pricing")) as running:
+        yield running
 
 
 @pytest.fixture
 def worker(pipeline: Pipeline) -> Iterator[None]:
-    with worker_process(pipeline, "worker"):
+    with pipeline.worker("worker"):
         yield
-
-
-def worker_process(pipeline: Pipeline, name: str) -> AbstractContextManager[None]:
-    return processes.worker_process(pipeline.env, pipeline.root, name)
 
 
 def send(pipeline: Pipeline, records: list[dict[str, Any]]) -> None:
@@ -163,11 +133,11 @@ def test_tier_volume_survives_a_worker_restart(pipeline: Pipeline) -> None:
          "pricing_structure": {"type": "per_token", "input_price_per_million": "1", "output_price_per_million": "1"}},
     )  # fmt: skip
     first, second = record(org), record(org)
-    with worker_process(pipeline, "worker-before"):
+    with pipeline.worker("worker-before"):
         priced_by(pipeline, org, probe["id"])
         send(pipeline, [first])
         assert cost(pipeline, first["id"])["tier_volume"] == 0
-    with worker_process(pipeline, "worker-after"):  # a new process: the volume comes from the changelog
+    with pipeline.worker("worker-after"):  # a new process: the volume comes from the changelog
         send(pipeline, [second])
         found = cost(pipeline, second["id"])
     assert found["price_source"] == tiered["id"]
