@@ -26,6 +26,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         settings.worker.app_id,
         broker=[f"kafka://{s.strip()}" for s in bootstrap_servers(settings).split(",")],
         store="memory://",
+        datadir=str(settings.data_dir / "faust"),  # Faust's default is the working directory
         topic_partitions=k.partitions,
         topic_replication_factor=k.replication_factor,
         producer_acks=-1,

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 import pytest
@@ -18,35 +19,67 @@ import pytest
 from llm_cost_ops.broker import free_port
 
 
+class Process:
+    """One ``cost-ops <args>`` process that a test may SIGKILL and start again; each start logs
+    to ``logs/<name>-<start>.log``."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name, self.args, self.env, self.logs = name, args, env, logs
+        self.starts = 0
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._log: BinaryIO | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._popen is not None, f"{self.name} was never started"
+        return self._popen.pid
+
+    def start(self) -> None:
+        self.starts += 1
+        self._log = (self.logs / f"{self.name}-{self.starts}.log").open("wb")
+        self._popen = subprocess.Popen(
+            [sys.executable, "-m", "llm_cost_ops.cli.main", *self.args],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, no leaving the consumer group, no flush."""
+        assert self._popen is not None, f"{self.name} was never started"
+        self._popen.kill()
+        self._popen.wait(30)
+        self._close_log()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s."""
+        if self._popen is not None and self._popen.poll() is None:
+            self._popen.terminate()
+            try:
+                self._popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self._popen.kill()
+                self._popen.wait(30)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
 @contextmanager
 def cost_ops_processes(commands: dict[str, list[str]], env: dict[str, str], logs: Path) -> Iterator[None]:
-    """Run ``cost-ops <args>`` for each named command, logging to ``logs/<name>.log``; stop them
-    (SIGTERM, then SIGKILL after 30 s) in reverse order on exit."""
-    processes: list[subprocess.Popen[bytes]] = []
-    handles = []
+    """Run ``cost-ops <args>`` for each named command (see ``Process``); stop them in reverse
+    order on exit."""
+    processes = [Process(name, args, env, logs) for name, args in commands.items()]
     try:
-        for name, args in commands.items():
-            handle = (logs / f"{name}.log").open("wb")
-            handles.append(handle)
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "llm_cost_ops.cli.main", *args],
-                    env=env,
-                    stdout=handle,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        for process in processes:
+            process.start()
         yield
     finally:
         for process in reversed(processes):
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for handle in handles:
-            handle.close()
+            process.stop()
 
 
 def wait_ok(client: httpx.Client, path: str, logs: Path, timeout_s: float = 90) -> None:
