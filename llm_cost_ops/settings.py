@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -117,6 +118,42 @@ class SinkSettings(_Section):
     """Ceiling of the exponential backoff between failed inserts."""
 
 
+class AnomalySettings(_Section):
+    """Anomaly detection on closed cost windows (docs/anomalies.md)."""
+
+    method: Literal["robust", "zscore", "iqr"] = "robust"
+    threshold: float | None = Field(default=None, gt=0)
+    """Score beyond which a window is anomalous; unset: 4 (robust), 3 (zscore), 1.5 (iqr)."""
+    min_history: int = Field(default=24, ge=2)
+    """Windows of a series before it is scored at all."""
+    history: int = Field(default=336, ge=4)
+    """Windows of history kept per series (two weeks of hours covers a weekly season)."""
+    seasons: Annotated[tuple[int, ...], NoDecode] = (24, 168)
+    """Season lengths in windows (a day and a week of hourly windows); ``SEASONS=`` for none."""
+    persistence: int = Field(default=1, ge=1)
+    """Consecutive anomalous windows (one direction) before an alert."""
+    adapt_after: int = Field(default=24, ge=1)
+    """Windows after which a lasting change is the new normal."""
+    min_impact_usd: Decimal = Field(default=Decimal("1"), ge=0)
+    """Smallest |actual - expected| worth an alert."""
+    severity_usd: Annotated[tuple[Decimal, Decimal, Decimal], NoDecode] = (Decimal(10), Decimal(100), Decimal(1000))
+    """Impacts from which an alert is medium, high, critical (below: low)."""
+
+    @field_validator("seasons", "severity_usd", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("severity_usd")
+    @classmethod
+    def _ascending(cls, value: tuple[Decimal, Decimal, Decimal]) -> tuple[Decimal, Decimal, Decimal]:
+        if list(value) != sorted(value):
+            raise ValueError("must be ascending: medium, high, critical")
+        return value
+
+
 class ApiSettings(_Section):
     """The HTTP API."""
 
@@ -153,6 +190,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
     api: ApiSettings = ApiSettings()
+    anomaly: AnomalySettings = AnomalySettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
 
     @field_validator("log_level", mode="before")
