@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 
 from api.context import ApiContext, Role
 from api.errors import register_error_handlers
-from api.routes import costs, dlq, pricing, pricing_ops, system, usage
+from api.routes import alerts, costs, dlq, pricing, pricing_ops, system, usage
 from llm_cost_ops.kafka import ensure_topics
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
@@ -92,6 +92,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
         app.include_router(pricing_ops.router)  # before pricing: /missing is not a rule id
         app.include_router(pricing.router)
         app.include_router(dlq.router)
+        app.include_router(alerts.router)
     app.middleware("http")(_observe)
     return app
 

@@ -11,6 +11,7 @@ from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
 from llm_cost_ops.settings import Settings
 from schemas.provider import allowed_providers
+from sinks.alert_queries import AlertQueries
 from sinks.control_store import ControlStore
 from sinks.queries import CostQueries
 from sinks.sink import UsageSink
@@ -52,6 +53,10 @@ class ApiContext:
     @property
     def queries(self) -> CostQueries:
         return CostQueries(self.store)
+
+    @property
+    def alerts(self) -> AlertQueries:
+        return AlertQueries(self.store)
 
     @property
     def providers(self) -> frozenset[str]:

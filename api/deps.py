@@ -71,7 +71,7 @@ def _capture(builder: Callable[..., T]) -> Callable[..., T | InvalidInputError]:
     return wrapper
 
 
-def _invalid(exc: ValidationError) -> InvalidInputError:
+def invalid_parameters(exc: ValidationError) -> InvalidInputError:
     fields = field_errors(exc)
     return InvalidInputError(f"invalid query parameters: {', '.join(fields)}", fields)
 
@@ -99,7 +99,7 @@ def cost_filters(
             }
         )
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_parameters(exc) from None
 
 
 def page_params(context: ContextDep, page: int = 1, per_page: int = 100) -> PageParams:
@@ -107,7 +107,7 @@ def page_params(context: ContextDep, page: int = 1, per_page: int = 100) -> Page
         # per_page is capped, not refused: asking for "everything" gets the largest page.
         return PageParams(page=page, per_page=min(per_page, context.settings.api.max_per_page))
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_parameters(exc) from None
 
 
 def aggregate_params(
@@ -120,7 +120,7 @@ def aggregate_params(
     try:
         return AggregateParams(group_by=tuple(dict.fromkeys(keys)), granularity=granularity)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise _invalid(exc) from None
+        raise invalid_parameters(exc) from None
 
 
 def aggregate_request(

@@ -48,3 +48,9 @@ class UnavailableError(PipelineError):
     def __init__(self, message: str, retry_after: float = 5.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class InsufficientDataError(InvalidInputError):
+    """Too little history to forecast or to detect anomalies (the seeds' ``FORECAST_001``)."""
+
+    code = "FORECAST_001"

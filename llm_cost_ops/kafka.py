@@ -58,7 +58,7 @@ async def start_producer(settings: Settings, timeout_s: float = 10.0) -> AIOKafk
 
 def pipeline_topics(settings: Settings) -> list[str]:
     k = settings.kafka
-    return [k.usage_topic, k.priced_topic, k.dlq_topic, k.control_topic]
+    return [k.usage_topic, k.priced_topic, k.dlq_topic, k.control_topic, k.windows_topic, k.alerts_topic]
 
 
 def _new_topic(settings: Settings, name: str) -> NewTopic:

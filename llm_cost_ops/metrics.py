@@ -36,6 +36,18 @@ class PipelineMetrics:
             ["provider"],
             registry=r,
         )
+        self.windows_closed = Counter(
+            "costops_windows_closed_total", "Event-time windows closed and produced", ["size_seconds"], registry=r
+        )
+        self.late_events = Counter(
+            "costops_late_events_total",
+            "Events later than their window (stored, in no window)",
+            registry=r,
+        )
+        self.windows_scored = Counter(
+            "costops_windows_scored_total", "Closed windows scored by the anomaly detectors", registry=r
+        )
+        self.alerts = Counter("costops_alerts_total", "Alerts raised", ["type", "severity"], registry=r)
         self.sink_rows = Counter("costops_sink_rows_written_total", "Rows written to ClickHouse", ["table"], registry=r)
         self.sink_duplicates = Counter(
             "costops_sink_duplicates_dropped_total", "Rows dropped as duplicates within a batch", registry=r

@@ -57,6 +57,10 @@ class KafkaSettings(_Section):
     priced_topic: str = "priced-usage"
     dlq_topic: str = "usage-dlq"
     control_topic: str = "control"
+    windows_topic: str = "cost-windows"
+    """Closed event-time windows (JSON), keyed by organization."""
+    alerts_topic: str = "alerts"
+    """Anomaly and budget alerts (JSON), keyed by organization."""
     """Compacted, one partition: the pricing rules (and later budgets) every worker applies."""
     partitions: int = Field(default=8, ge=1, le=1024)
     """Partitions of the topics the pipeline creates (the ceiling on parallel workers)."""
@@ -118,14 +122,46 @@ class SinkSettings(_Section):
     """Ceiling of the exponential backoff between failed inserts."""
 
 
+class WindowSettings(_Section):
+    """Event-time tumbling windows of cost, tokens and requests (docs/anomalies.md)."""
+
+    sizes_s: Annotated[tuple[int, ...], NoDecode] = (60, 3600)
+    """Window sizes in seconds (each divides a day)."""
+    grace_s: int = Field(default=60, ge=0)
+    """How long after its end a window still takes late events (event time)."""
+    max_skew_s: int = Field(default=300, ge=0)
+    """Event times beyond now + this count as now for the watermark (a wrong clock must not
+    close every window)."""
+
+    @field_validator("sizes_s", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("sizes_s")
+    @classmethod
+    def _divide_a_day(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value:
+            raise ValueError("at least one window size")
+        bad = [size for size in value if size <= 0 or 86_400 % size]
+        if bad:
+            raise ValueError(f"sizes must be positive and divide a day (86400 s): {bad}")
+        return tuple(sorted(set(value)))
+
+
 class AnomalySettings(_Section):
     """Anomaly detection on closed cost windows (docs/anomalies.md)."""
 
+    window_s: int = Field(default=3600, gt=0)
+    """The window size whose closed windows are scored (one of ``window.sizes_s``)."""
     method: Literal["robust", "zscore", "iqr"] = "robust"
     threshold: float | None = Field(default=None, gt=0)
     """Score beyond which a window is anomalous; unset: 4 (robust), 3 (zscore), 1.5 (iqr)."""
-    min_history: int = Field(default=24, ge=2)
-    """Windows of a series before it is scored at all."""
+    min_history: int = Field(default=192, ge=2)
+    """Windows of a series before it is scored at all (a week and a day of hours: the weekly
+    season is known before a weekend is judged)."""
     history: int = Field(default=336, ge=4)
     """Windows of history kept per series (two weeks of hours covers a weekly season)."""
     seasons: Annotated[tuple[int, ...], NoDecode] = (24, 168)
@@ -190,6 +226,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
     api: ApiSettings = ApiSettings()
+    window: WindowSettings = WindowSettings()
     anomaly: AnomalySettings = AnomalySettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
 

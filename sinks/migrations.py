@@ -179,6 +179,65 @@ MIGRATIONS: tuple[Migration, ...] = (
         (USAGE_COSTS_V2,),
         apply=_upgrade_to_v2,
     ),
+    Migration(
+        3,
+        "cost_windows and alerts: closed event-time windows and the alerts raised on them",
+        (
+            """
+            CREATE TABLE IF NOT EXISTS {db}.cost_windows (
+                window_id String,
+                series String,
+                size_seconds UInt32,
+                dimension LowCardinality(String),
+                organization_id String,
+                project_id Nullable(String),
+                model Nullable(String),
+                currency LowCardinality(String),
+                window_start DateTime('UTC'),
+                window_end DateTime('UTC'),
+                cost Decimal(38, 10),
+                prompt_tokens UInt64,
+                completion_tokens UInt64,
+                total_tokens UInt64,
+                requests UInt64,
+                unpriced_requests UInt64,
+                closed_at DateTime64(3, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree(closed_at)
+            PARTITION BY toYYYYMM(window_start)
+            ORDER BY (organization_id, size_seconds, dimension, window_start, window_id)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS {db}.alerts (
+                alert_id String,
+                type LowCardinality(String),
+                organization_id String,
+                dimension LowCardinality(String),
+                project_id Nullable(String),
+                model Nullable(String),
+                currency LowCardinality(String),
+                window_start DateTime('UTC'),
+                window_end DateTime('UTC'),
+                size_seconds UInt32,
+                actual_cost Decimal(38, 10),
+                expected_cost Nullable(Decimal(38, 10)),
+                impact Nullable(Decimal(38, 10)),
+                score Nullable(Float64),
+                method LowCardinality(String),
+                threshold Nullable(Float64),
+                severity LowCardinality(String),
+                direction LowCardinality(String),
+                windows UInt32,
+                message String,
+                details String,
+                created_at DateTime64(3, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree(created_at)
+            PARTITION BY toYYYYMM(window_start)
+            ORDER BY (organization_id, window_start, alert_id)
+            """,
+        ),
+    ),
 )
 
 

@@ -1,4 +1,5 @@
-"""The sink: ``priced-usage`` -> ClickHouse ``usage_costs``, batched and idempotent.
+"""The sink: ``priced-usage`` -> ClickHouse ``usage_costs`` (and ``cost-windows`` ->
+``cost_windows``, ``alerts`` -> ``alerts``), batched and idempotent.
 
 Each cycle:
 
@@ -21,6 +22,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -34,6 +36,7 @@ from schemas.dlq import DeadLetter
 from schemas.errors import DecodeError
 from schemas.priced import decode_priced
 from sinks.errors import QueryError, StoreUnavailableError
+from sinks.records import ALERT_SCHEMA, WINDOW_SCHEMA, parse_record, records_table
 from sinks.rows import dedupe
 from sinks.store import ClickHouseStore
 
@@ -46,11 +49,16 @@ class SinkBatch:
 
     tables: list[pa.Table] = field(default_factory=list)
     rows: int = 0
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"cost_windows": [], "alerts": []})
+    """Closed windows and alerts (JSON records), by table."""
     dead: list[tuple[ConsumerRecord[bytes, bytes], str]] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return self.rows + len(self.dead)
+        return self.rows + sum(len(r) for r in self.records.values()) + len(self.dead)
+
+
+RECORD_SCHEMAS = {"cost_windows": WINDOW_SCHEMA, "alerts": ALERT_SCHEMA}
 
 
 class UsageSink:
@@ -66,6 +74,8 @@ class UsageSink:
         self._settings = settings
         self._store = store
         self._metrics = metrics
+        kafka = settings.kafka
+        self._tables_of = {kafka.windows_topic: "cost_windows", kafka.alerts_topic: "alerts"}
         self.rows_written = 0
         self.ready = asyncio.Event()
         self.healthy = True
@@ -76,6 +86,8 @@ class UsageSink:
         s = self._settings
         consumer = AIOKafkaConsumer(
             s.kafka.priced_topic,
+            s.kafka.windows_topic,
+            s.kafka.alerts_topic,
             bootstrap_servers=bootstrap_servers(s),
             group_id=s.sink.group_id,
             enable_auto_commit=False,
@@ -120,6 +132,13 @@ class UsageSink:
         return batch
 
     def _add(self, batch: SinkBatch, record: ConsumerRecord[bytes, bytes]) -> None:
+        table_name = self._tables_of.get(record.topic)
+        if table_name is not None:
+            try:
+                batch.records[table_name].append(parse_record(record.value, RECORD_SCHEMAS[table_name]))
+            except DecodeError as exc:
+                batch.dead.append((record, f"{table_name} record unusable by the sink: {exc.message}"))
+            return
         try:
             table = decode_priced(record.value)
         except DecodeError as exc:
@@ -129,18 +148,29 @@ class UsageSink:
         batch.rows += table.num_rows
 
     async def _write(self, batch: SinkBatch, stop: asyncio.Event) -> bool:
-        if not batch.rows:
-            return True
-        # One chunk, dictionaries unified: what one Arrow stream to ClickHouse can carry.
-        table, duplicates = dedupe(compact(pa.concat_tables(batch.tables).combine_chunks()))
-        self._metrics.sink_duplicates.inc(duplicates)
+        """Insert every table of the batch; False if stopped while ClickHouse failed."""
+        writes: list[tuple[str, pa.Table]] = []
+        if batch.rows:
+            # One chunk, dictionaries unified: what one Arrow stream to ClickHouse can carry.
+            table, duplicates = dedupe(compact(pa.concat_tables(batch.tables).combine_chunks()))
+            self._metrics.sink_duplicates.inc(duplicates)
+            writes.append(("usage_costs", table))
+        for name, records in batch.records.items():
+            if records:
+                writes.append((name, records_table(records, RECORD_SCHEMAS[name])))
+        for name, table in writes:
+            if not await self._insert(name, table, stop):
+                return False
+        return True
+
+    async def _insert(self, name: str, table: pa.Table, stop: asyncio.Event) -> bool:
         rows = table.num_rows
         delay = 0.2
         while True:
             started = time.perf_counter()
             try:
                 # Rows arrive deduplicated, so the engine's own in-block merge is pure cost.
-                await asyncio.to_thread(self._store.insert_arrow, "usage_costs", table, {"optimize_on_insert": 0})
+                await asyncio.to_thread(self._store.insert_arrow, name, table, {"optimize_on_insert": 0})
             except (StoreUnavailableError, QueryError) as exc:
                 self.healthy = False
                 self._metrics.sink_failures.inc()
@@ -156,8 +186,9 @@ class UsageSink:
                     continue
             self.healthy = True
             self._metrics.sink_flush_seconds.observe(time.perf_counter() - started)
-            self._metrics.sink_rows.labels("usage_costs").inc(rows)
-            self.rows_written += rows
+            self._metrics.sink_rows.labels(name).inc(rows)
+            if name == "usage_costs":
+                self.rows_written += rows
             logger.debug("flushed", extra={"operation": "flush", "rows": rows})
             return True
 

@@ -13,10 +13,14 @@ from llm_cost_ops.settings import Settings
 from llm_cost_ops.wire import build_codec
 from schemas.provider import allowed_providers
 from streams.control import ControlFeed
+from streams.detect_agent import DetectDeps, register_detect_agent
+from streams.detectors import DetectorConfig
 from streams.price_agent import PriceAgentDeps, register_price_agent
 from streams.pricing import PriceCatalog, Pricer
 from streams.rules import RuleBook
 from streams.topics import declare_topics
+from streams.window_step import WindowDeps
+from streams.windows import WindowConfig
 
 
 def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
@@ -61,8 +65,27 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         batch_seconds=settings.worker.batch_seconds,
         volumes=volumes,
         rules_ready=feed.ready,
+        windows=WindowDeps(
+            config=WindowConfig(settings.window.sizes_s, settings.window.grace_s, settings.window.max_skew_s),
+            # Open windows ("partition|key" -> [totals, partition, offset]) and each
+            # partition's watermark: a restarted worker closes what its predecessor opened.
+            windows=app.Table("windows-open", partitions=k.partitions, key_type=str),
+            marks=app.Table("window-marks", partitions=k.partitions, key_type=str),
+            topic=topics.windows,
+            metrics=metrics,
+        ),
     )
     register_price_agent(app, topics, deps)
+    register_detect_agent(
+        app,
+        topics,
+        DetectDeps(
+            config=DetectorConfig.from_settings(settings.anomaly),
+            window_s=settings.anomaly.window_s,
+            states=app.Table("anomaly-state", partitions=k.partitions, key_type=str),
+            metrics=metrics,
+        ),
+    )
 
     async def follow_control() -> None:
         await feed.run()

@@ -7,7 +7,7 @@ whether to alert. The same code runs in the worker and in ``cost-ops anomalies b
 Methods:
 
 * ``robust`` (default): the baseline of a window is the median of the windows at the same
-  phase of the season (the same hour on earlier days, or of earlier weeks once two weeks are
+  phase of the season (the same hour on earlier days, or of earlier weeks once a week is
   known), scaled by the recent level: the median of the recent windows' ratios to their own
   seasonal baselines (so steady growth is followed). The score is the window's ratio to its
   baseline, minus the recent median ratio, over 1.4826 x the ratios' median absolute deviation
@@ -61,7 +61,9 @@ class DetectorConfig:
     method: Method = Method.ROBUST
     threshold: float | None = None
     """Score beyond which a window is anomalous; ``None``: the method's default."""
-    min_history: int = 24
+    min_history: int = 192
+    """Windows before any score: a week and a day of hours, so the weekly season is known
+    before the first weekend is judged."""
     history: int = 336
     """Windows kept (two weeks of hours: enough for a weekly season)."""
     seasons: tuple[int, ...] = (24, 168)
@@ -307,7 +309,9 @@ def _robust(
 
 
 def _season(length: int, seasons: tuple[int, ...]) -> int | None:
-    usable = [s for s in seasons if s > 1 and length >= 2 * s]
+    """The longest season the history covers (with a day's margin, one full cycle is enough:
+    the same hour of last week is a better guess for a Saturday than any weekday)."""
+    usable = [s for s in seasons if s > 1 and length >= s + max(1, s // 7)]
     return max(usable) if usable else None
 
 
@@ -329,3 +333,10 @@ def finite(score: float | None) -> float | None:
     if score is None or math.isfinite(score):
         return score
     return math.copysign(1e12, score)
+
+
+def score_series(values: Sequence[Decimal], config: DetectorConfig) -> list[Observation]:
+    """Every window of a whole series, oldest first, through a fresh detector."""
+    state = SeriesState()
+    seen = [observe(state, index, value, config) for index, value in enumerate(values)]
+    return [o for o in seen if o is not None]

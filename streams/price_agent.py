@@ -27,6 +27,7 @@ from streams.price_step import price_messages
 from streams.pricing import Pricer
 from streams.topics import PipelineTopics
 from streams.volume import VolumeKey, key_text
+from streams.window_step import WindowDeps, window_take
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ class PriceAgentDeps:
     and the (partition, offset) of the last message counted in it."""
     rules_ready: asyncio.Event
     """Set once the control topic has been read: nothing is priced before the custom rules are known."""
+    windows: WindowDeps | None = None
+    """Event-time windows of the priced events (None: no windows)."""
 
 
 class TableVolumes:
@@ -144,6 +147,8 @@ async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: Pric
         _count(pa.concat_tables(priced_tables), deps.metrics)
     # The broker has every output of the batch before the next batch is taken.
     await asyncio.gather(*pending)
+    if deps.windows is not None:
+        await window_take(events, [outcome.priced for outcome in outcomes], deps.windows)
 
 
 def _count(priced: pa.Table, metrics: PipelineMetrics) -> None:

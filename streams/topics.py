@@ -16,6 +16,8 @@ class PipelineTopics:
     usage: Any  # faust.TopicT; Faust ships few types, so the seam stays Any
     priced: Any
     dlq: Any
+    windows: Any
+    alerts: Any
 
 
 def declare_topics(app: faust.App, settings: Settings) -> PipelineTopics:
@@ -30,4 +32,10 @@ def declare_topics(app: faust.App, settings: Settings) -> PipelineTopics:
             replicas=k.replication_factor,
         )
 
-    return PipelineTopics(usage=topic(k.usage_topic), priced=topic(k.priced_topic), dlq=topic(k.dlq_topic))
+    return PipelineTopics(
+        usage=topic(k.usage_topic),
+        priced=topic(k.priced_topic),
+        dlq=topic(k.dlq_topic),
+        windows=topic(k.windows_topic),
+        alerts=topic(k.alerts_topic),
+    )

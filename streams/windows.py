@@ -180,6 +180,7 @@ class ClosedWindow:
             "model": key.member if key.dimension == "model" else None,
             "currency": key.currency,
             "window_start": _iso(key.start_s),
+            "window_start_s": key.start_s,
             "window_end": _iso(key.end_s),
             "cost": str(self.totals.cost),
             "prompt_tokens": self.totals.prompt_tokens,

@@ -95,7 +95,7 @@ def add_anomaly_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     run.add_argument("--input", required=True, help="CSV file with header timestamp,value (- for stdin)")
     run.add_argument("--method", choices=[m.value for m in Method], help="default: ANOMALY__METHOD (robust)")
     run.add_argument("--threshold", type=float, help="score beyond which a row is anomalous")
-    run.add_argument("--min-history", type=int, help="rows before any score (default 24)")
+    run.add_argument("--min-history", type=int, help="rows before any score (default 192: a week and a day of hours)")
     run.add_argument("--seasons", help="season lengths in rows, e.g. 24,168 (empty: none)")
     run.add_argument("--persistence", type=int, help="consecutive anomalous rows before an alert")
     run.set_defaults(func=cmd_backtest)

@@ -45,6 +45,8 @@ def kafka_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Sett
             priced_topic=f"priced-{tag}",
             dlq_topic=f"dlq-{tag}",
             control_topic=f"control-{tag}",
+            windows_topic=f"windows-{tag}",
+            alerts_topic=f"alerts-{tag}",
             partitions=4,
             idempotent_producer=False,
             rebalance_timeout_s=2.0,

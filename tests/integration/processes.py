@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from typing import BinaryIO
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llm_cost_ops.broker import free_port
 
@@ -82,6 +85,49 @@ def cost_ops_processes(commands: dict[str, list[str]], env: dict[str, str], logs
             process.stop()
 
 
+def query_stopped_chdb(data_dir: Path, sql: str) -> list[list[object]]:
+    """Rows of ``sql`` on a stopped pipeline's chDB data, read in a process of its own (chDB
+    opens one data path per process); values come back as JSON (decimals as strings)."""
+    script = (
+        "import json, sys, clickhouse_connect\n"
+        "client = clickhouse_connect.get_client(interface='chdb', path=sys.argv[1])\n"
+        "rows = client.query(sys.argv[2]).result_rows\n"
+        "print(json.dumps([[str(v) if not isinstance(v, int | float | type(None)) else v for v in r] for r in rows]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(data_dir / "clickhouse"), sql], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    rows: list[list[object]] = json.loads(done.stdout.strip().splitlines()[-1])
+    return rows
+
+
+async def group_lag(bootstrap_servers: str, group: str, topic: str, partitions: int) -> int:
+    """Messages of ``topic`` the consumer group has not committed yet (read by a consumer that
+    names the group but never joins it)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        ends = await consumer.end_offsets(tps)
+        committed = {tp: await consumer.committed(tp) for tp in tps}
+    finally:
+        await consumer.stop()
+    return sum(ends[tp] - (committed[tp] or 0) for tp in tps)
+
+
+def wait_consumed(bootstrap_servers: str, group: str, topic: str, partitions: int, timeout_s: float = 120) -> None:
+    """Until the group has committed every message of ``topic`` (it has caught up)."""
+    deadline = time.monotonic() + timeout_s
+    lag = -1
+    while time.monotonic() < deadline:
+        lag = asyncio.run(group_lag(bootstrap_servers, group, topic, partitions))
+        if lag <= 0:  # Tansu's end offsets can lag behind what was committed after a burst
+            return
+        time.sleep(1)
+    pytest.fail(f"group {group} still {lag} messages behind on {topic} after {timeout_s:.0f} s")
+
+
 def wait_ok(client: httpx.Client, path: str, logs: Path, timeout_s: float = 90) -> None:
     """Poll ``path`` until it answers 200; fail with the logs' location otherwise."""
     deadline = time.monotonic() + timeout_s
@@ -105,6 +151,8 @@ def pipeline_env(bootstrap_servers: str, root: Path, tag: str, **extra: str) -> 
         "KAFKA__PRICED_TOPIC": f"priced-{tag}",
         "KAFKA__DLQ_TOPIC": f"dlq-{tag}",
         "KAFKA__CONTROL_TOPIC": f"control-{tag}",
+        "KAFKA__WINDOWS_TOPIC": f"windows-{tag}",
+        "KAFKA__ALERTS_TOPIC": f"alerts-{tag}",
         "KAFKA__IDEMPOTENT_PRODUCER": "false",
         "KAFKA__REBALANCE_TIMEOUT_S": "2",
         "WORKER__APP_ID": f"worker-{tag}",

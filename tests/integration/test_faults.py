@@ -22,11 +22,9 @@ joined, so a killed process is restarted after its session timeout (docs/archite
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -45,7 +43,7 @@ from llm_cost_ops.settings import KafkaSettings, Settings
 from llm_cost_ops.wire import build_codec
 from schemas.usage import UsageEvent
 
-from processes import Process, pipeline_env, wait_ok
+from processes import Process, pipeline_env, query_stopped_chdb, wait_ok
 
 pytestmark = pytest.mark.integration
 
@@ -162,26 +160,18 @@ def clickhouse_refuses_writes(data_dir: Path) -> Iterator[int]:
 
 
 def clickhouse_totals(data_dir: Path) -> tuple[Totals, int, int]:
-    """Totals read from the stopped pipeline's ClickHouse in a process of its own (chDB opens one
-    data path per process): FINAL per (organization, model), and rows stored vs distinct ids."""
-    script = """
-import json, sys, clickhouse_connect
-client = clickhouse_connect.get_client(interface="chdb", path=sys.argv[1])
-groups = client.query(
-    "SELECT organization_id, model, count(), toString(sum(total_cost)) FROM costops.usage_costs FINAL"
-    " WHERE organization_id LIKE 'org-fault-%' GROUP BY organization_id, model"
-).result_rows
-rows, distinct = client.query(
-    "SELECT count(), uniqExact(organization_id, event_id) FROM costops.usage_costs"
-).result_rows[0]
-print(json.dumps({"groups": [list(g) for g in groups], "rows": rows, "distinct": distinct}))
-"""
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(data_dir / "clickhouse")], check=True, capture_output=True, text=True
+    """Totals read from the stopped pipeline's ClickHouse: FINAL per (organization, model), and
+    the rows stored against the distinct ids."""
+    groups = query_stopped_chdb(
+        data_dir,
+        "SELECT organization_id, model, count(), sum(total_cost) FROM costops.usage_costs FINAL "
+        "WHERE organization_id LIKE 'org-fault-%' GROUP BY organization_id, model",
     )
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    totals = {(org, model): (count, Decimal(cost)) for org, model, count, cost in result["groups"]}
-    return totals, result["rows"], result["distinct"]
+    ((rows, distinct),) = query_stopped_chdb(
+        data_dir, "SELECT count(), uniqExact(organization_id, event_id) FROM costops.usage_costs"
+    )
+    totals = {(str(org), str(model)): (int(str(count)), Decimal(str(cost))) for org, model, count, cost in groups}
+    return totals, int(str(rows)), int(str(distinct))
 
 
 def api_totals(client: httpx.Client, organizations: set[str]) -> Totals:
@@ -334,8 +324,8 @@ def test_exactly_once_through_kills_and_a_clickhouse_outage(broker: EmbeddedBrok
                 faults.wait_worker_ready(worker)
 
             steps = faults.schedule() * ROUNDS
-            # Long enough for the whole schedule: each step takes about a session timeout.
-            publisher = Publisher(settings, batch, seconds=len(steps) * (SESSION_S + 8))
+            # Longer than the schedule (a step takes 20-30 s): every fault, the outage included, meets traffic.
+            publisher = Publisher(settings, batch, seconds=len(steps) * 30)
             publisher.start()
             for step in steps:
                 time.sleep(rng.uniform(1, 4))

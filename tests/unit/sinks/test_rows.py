@@ -15,6 +15,7 @@ from schemas.columns import millis, table_from_events
 from schemas.priced import PRICED_SCHEMA, decode_priced, encode_priced
 from schemas.usage import UsageEvent
 from sinks.migrations import MIGRATIONS
+from sinks.records import ALERT_SCHEMA, WINDOW_SCHEMA
 from sinks.rows import USAGE_COSTS_COLUMNS, dedupe
 from streams.pricing import PriceCatalog
 
@@ -54,11 +55,17 @@ def test_columns_are_the_priced_columns() -> None:
     assert set(USAGE_COSTS_COLUMNS) == set(PRICED_SCHEMA.names)
 
 
+def declared_columns(table: str) -> list[str]:
+    """The columns of the latest CREATE of ``table`` in the migrations, in order."""
+    statements = [s for m in MIGRATIONS for s in m.statements if re.search(rf"\.{table}(_next)? \(", s)]
+    body = statements[-1][statements[-1].index("(") + 1 : statements[-1].index("ENGINE")]
+    return re.findall(r"^\s*(\w+) ", body, flags=re.MULTILINE)
+
+
 def test_columns_are_the_table_columns_in_order() -> None:
-    statement = MIGRATIONS[-1].statements[0]  # the latest CREATE of usage_costs
-    body = statement[statement.index("(") + 1 : statement.index("ENGINE")]
-    declared = re.findall(r"^\s*(\w+) ", body, flags=re.MULTILINE)
-    assert declared == [*USAGE_COSTS_COLUMNS, "written_at"]  # written_at: the table's default
+    assert declared_columns("usage_costs") == [*USAGE_COSTS_COLUMNS, "written_at"]  # written_at: the default
+    assert declared_columns("cost_windows") == WINDOW_SCHEMA.names
+    assert declared_columns("alerts") == ALERT_SCHEMA.names
 
 
 def test_one_value_per_column(catalog: PriceCatalog, usage_event: EventFactory) -> None:

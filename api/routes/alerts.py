@@ -1,0 +1,127 @@
+"""Alerts raised by the pipeline, and the seeds' anomaly detection on daily costs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import ValidationError
+
+from api.deps import ContextDep, invalid_parameters
+from llm_cost_ops.errors import InsufficientDataError
+from schemas.alerts import AlertPage, AlertParams, Anomaly, AnomalyParams, AnomalyReport
+from schemas.priced import COST_PLACES
+from streams.detectors import DetectorConfig, Method, score_series
+
+router = APIRouter(prefix="/api/v1", tags=["alerts"])
+
+MIN_DAYS = 7
+"""Days of cost history the daily detector needs (the seeds' FORECAST_001 minimum)."""
+WARMUP_DAYS = 56
+"""Days before ``start_date`` read to learn the baseline (eight weeks: the weekly season)."""
+
+
+def alert_params(
+    context: ContextDep,
+    organization_id: str | None = None,
+    type: Annotated[str | None, Query(description="cost.anomaly or budget.threshold")] = None,
+    severity: Annotated[str | None, Query(description="low, medium, high or critical")] = None,
+    start_date: Annotated[str | None, Query(description="ISO 8601: alerts on windows from here")] = None,
+    end_date: Annotated[str | None, Query(description="ISO 8601; a date includes that whole day")] = None,
+    page: int = 1,
+    per_page: int = 100,
+) -> AlertParams:
+    try:
+        return AlertParams.model_validate(
+            {
+                "organization_id": organization_id,
+                "type": type,
+                "severity": severity,
+                "start_date": start_date,
+                "end_date": end_date,
+                "page": page,
+                "per_page": min(per_page, context.settings.api.max_per_page),
+            }
+        )
+    except ValidationError as exc:
+        raise invalid_parameters(exc) from None
+
+
+def anomaly_params(
+    start_date: str,
+    end_date: str,
+    organization_id: str | None = None,
+    method: Annotated[str, Query(description="robust (default), zscore or iqr")] = "robust",
+    threshold: Annotated[float | None, Query(description="score beyond which a day is anomalous")] = None,
+    currency: str = "USD",
+) -> AnomalyParams:
+    try:
+        return AnomalyParams.model_validate(
+            {
+                "organization_id": organization_id,
+                "method": method,
+                "threshold": threshold,
+                "start_date": start_date,
+                "end_date": end_date,
+                "currency": currency.upper(),
+            }
+        )
+    except ValidationError as exc:
+        raise invalid_parameters(exc) from None
+
+
+@router.get("/alerts", response_model=AlertPage)
+def list_alerts(context: ContextDep, params: Annotated[AlertParams, Depends(alert_params)]) -> AlertPage:
+    """Anomaly and budget alerts, newest window first; filters on organization, type, severity, dates."""
+    return context.alerts.list_alerts(params)
+
+
+@router.get("/forecast/anomalies", response_model=AnomalyReport)
+def detect_anomalies(context: ContextDep, params: Annotated[AnomalyParams, Depends(anomaly_params)]) -> AnomalyReport:
+    """Days from ``start_date`` to ``end_date`` whose cost is anomalous, by the chosen method
+    (the detector of the streaming alerts, on daily totals with a weekly season; the eight weeks
+    before ``start_date`` teach the baseline)."""
+    first = params.start_date - timedelta(days=WARMUP_DAYS)
+    costs = context.alerts.daily_costs(params.organization_id, params.currency, first, params.end_date)
+    if len(costs) < MIN_DAYS:
+        raise InsufficientDataError(
+            f"Insufficient historical data for anomaly detection (minimum {MIN_DAYS} days required)"
+        )
+    days = [min(costs) + timedelta(days=n) for n in range((params.end_date - min(costs)).days + 1)]
+    config = DetectorConfig(
+        method=Method(params.method),
+        threshold=params.threshold,
+        min_history=MIN_DAYS,
+        history=WARMUP_DAYS + 366,
+        seasons=(7,),
+        level_windows=7,
+        adapt_after=14,
+        min_impact=Decimal(0),
+    )
+    seen = score_series([costs.get(day, Decimal(0)) for day in days], config)
+    anomalies = [
+        Anomaly(
+            date=days[o.index],
+            actual_cost=o.value.quantize(COST_PLACES),
+            expected_cost=o.expected.quantize(COST_PLACES),
+            score=round(o.score, 4),
+            method=params.method,
+            severity=o.severity or "low",
+            direction=o.direction.value,
+        )
+        for o in seen
+        if o.anomalous
+        and days[o.index] >= params.start_date
+        and o.expected is not None
+        and o.score is not None
+        and o.direction is not None
+    ]
+    return AnomalyReport(
+        organization_id=params.organization_id,
+        method=params.method,
+        threshold=config.limit,
+        currency=params.currency,
+        data=anomalies,
+    )

@@ -1,0 +1,75 @@
+"""Alert and daily-cost queries (``alerts``, ``usage_costs``), read ``FINAL``."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from schemas.alerts import Alert, AlertPage, AlertParams
+from sinks.store import ClickHouseStore
+
+_ALERT_COLUMNS = list(Alert.model_fields)
+
+
+class AlertQueries:
+    def __init__(self, store: ClickHouseStore) -> None:
+        self._store = store
+
+    def list_alerts(self, params: AlertParams) -> AlertPage:
+        conditions: list[str] = []
+        values: dict[str, Any] = {}
+        if params.organization_id is not None:
+            conditions.append("organization_id = {organization_id:String}")
+            values["organization_id"] = params.organization_id
+        if params.type is not None:
+            conditions.append("type = {type:String}")
+            values["type"] = params.type
+        if params.severity is not None:
+            conditions.append("severity = {severity:String}")
+            values["severity"] = params.severity
+        if params.start is not None:
+            conditions.append("window_start >= {start:DateTime64(3, 'UTC')}")
+            values["start"] = params.start
+        if params.end is not None:
+            conditions.append("window_start < {end:DateTime64(3, 'UTC')}")
+            values["end"] = params.end
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        offset = (params.page - 1) * params.per_page
+        rows = self._store.query(
+            f"SELECT {', '.join(_ALERT_COLUMNS)}, count() OVER () FROM {self._store.table('alerts')} FINAL{where} "
+            "ORDER BY window_start DESC, alert_id LIMIT {limit:UInt32} OFFSET {offset:UInt64}",
+            {**values, "limit": params.per_page, "offset": offset},
+        )
+        total = rows[0][-1] if rows else self._count(where, values)
+        alerts = [Alert(**dict(zip(_ALERT_COLUMNS, row[:-1], strict=True))) for row in rows]
+        return AlertPage(
+            data=alerts,
+            page=params.page,
+            per_page=params.per_page,
+            total=total,
+            has_more=offset + len(rows) < total,
+        )
+
+    def _count(self, where: str, values: dict[str, Any]) -> int:
+        return int(self._store.query(f"SELECT count() FROM {self._store.table('alerts')} FINAL{where}", values)[0][0])
+
+    def daily_costs(self, organization_id: str | None, currency: str, start: date, end: date) -> dict[date, Decimal]:
+        """Priced cost per UTC day from ``start`` to ``end`` (inclusive), days without cost absent."""
+        values: dict[str, Any] = {
+            "currency": currency,
+            "start": datetime.combine(start, time.min, tzinfo=UTC),
+            "end": datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
+        }
+        scope = ""
+        if organization_id is not None:
+            scope = " AND organization_id = {organization_id:String}"
+            values["organization_id"] = organization_id
+        rows = self._store.query(
+            f"SELECT toDate(timestamp) AS day, sum(total_cost) FROM {self._store.table('usage_costs')} FINAL "
+            "WHERE currency = {currency:String} AND total_cost IS NOT NULL "
+            "AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}"
+            f"{scope} GROUP BY day ORDER BY day",
+            values,
+        )
+        return {row[0]: Decimal(row[1]) for row in rows}
