@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -248,6 +248,14 @@ class Settings(BaseSettings):
         if isinstance(value, list | tuple):
             return tuple(str(p).strip().lower() for p in value if str(p).strip())
         return value
+
+    @model_validator(mode="after")
+    def _scored_window_exists(self) -> Settings:
+        if self.anomaly.window_s not in self.window.sizes_s:
+            raise ValueError(
+                f"anomaly.window_s ({self.anomaly.window_s}) must be one of window.sizes_s {list(self.window.sizes_s)}"
+            )
+        return self
 
     @property
     def chdb_path(self) -> Path:

@@ -250,3 +250,11 @@ def test_example_settings_file() -> None:
         elif key == ("custom_providers",):
             value = [p.lower() for p in value]
         assert loaded == value, key
+
+
+def test_the_scored_window_size_must_be_a_window_size() -> None:
+    with pytest.raises(ValidationError, match=r"anomaly\.window_s"):
+        Settings(window={"sizes_s": (60,)})
+    with pytest.raises(ValidationError, match="divide a day"):
+        Settings(window={"sizes_s": (60, 7)})
+    assert Settings(window={"sizes_s": "3600,60"}).window.sizes_s == (60, 3600)
