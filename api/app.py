@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 
 from api.context import ApiContext, Role
 from api.errors import register_error_handlers
-from api.routes import alerts, costs, dlq, pricing, pricing_ops, system, usage
+from api.routes import alerts, costs, dlq, pricing, pricing_ops, system, usage, webhooks
 from llm_cost_ops.kafka import ensure_topics
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
@@ -29,6 +29,8 @@ from llm_cost_ops.wire import build_codec
 from sinks.control_store import ControlStore
 from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
+from sinks.webhook_store import WebhookStore
+from sinks.webhooks import WebhookNotifier
 from streams.control import ControlPublisher
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
         context = ApiContext(settings=settings, role=role, metrics=metrics, store=store)
         publisher: ControlPublisher | None = None
         publishing: asyncio.Task[None] | None = None
+        notifying: asyncio.Task[None] | None = None
         try:
             if role in ("api", "all"):
                 control = context.control = await asyncio.to_thread(ControlStore.open, settings.control_db_url)
@@ -56,6 +59,8 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 publishing = asyncio.create_task(publisher.run(context.stop), name="control-publisher")
                 context.producer = UsageProducer(settings, codec)
                 await context.producer.start()
+                notifier = WebhookNotifier(settings, WebhookStore(control), metrics)
+                notifying = asyncio.create_task(notifier.run(context.stop), name="webhooks")
             if role in ("sink", "all"):
                 context.sink = UsageSink(settings, store, metrics)
                 context.sink_task = asyncio.create_task(context.sink.run(context.stop), name="sink")
@@ -70,6 +75,8 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 await context.producer.stop()
             if publishing is not None:
                 await asyncio.gather(publishing, return_exceptions=True)
+            if notifying is not None:
+                await asyncio.gather(notifying, return_exceptions=True)
             if publisher is not None:
                 await publisher.stop()
             if context.control is not None:
@@ -93,6 +100,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
         app.include_router(pricing.router)
         app.include_router(dlq.router)
         app.include_router(alerts.router)
+        app.include_router(webhooks.router)
     app.middleware("http")(_observe)
     return app
 

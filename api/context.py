@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
 from llm_cost_ops.settings import Settings
@@ -16,6 +17,7 @@ from sinks.control_store import ControlStore
 from sinks.queries import CostQueries
 from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
+from sinks.webhook_store import WebhookStore
 from streams.pricing import PriceCatalog
 
 Role = Literal["api", "sink", "all"]
@@ -53,6 +55,12 @@ class ApiContext:
     @property
     def queries(self) -> CostQueries:
         return CostQueries(self.store)
+
+    @property
+    def webhooks(self) -> WebhookStore:
+        if self.control is None:
+            raise UnavailableError("webhooks are not available on this process", retry_after=5)
+        return WebhookStore(self.control)
 
     @property
     def alerts(self) -> AlertQueries:

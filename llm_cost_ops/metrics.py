@@ -48,6 +48,9 @@ class PipelineMetrics:
             "costops_windows_scored_total", "Closed windows scored by the anomaly detectors", registry=r
         )
         self.alerts = Counter("costops_alerts_total", "Alerts raised", ["type", "severity"], registry=r)
+        self.webhook_deliveries = Counter(
+            "costops_webhook_deliveries_total", "Webhook delivery attempts", ["event", "outcome"], registry=r
+        )
         self.sink_rows = Counter("costops_sink_rows_written_total", "Rows written to ClickHouse", ["table"], registry=r)
         self.sink_duplicates = Counter(
             "costops_sink_duplicates_dropped_total", "Rows dropped as duplicates within a batch", registry=r

@@ -190,6 +190,19 @@ class AnomalySettings(_Section):
         return value
 
 
+class WebhookSettings(_Section):
+    """Delivery of alerts to the webhooks users register (docs/anomalies.md)."""
+
+    group_id: str = "llm-cost-ops-webhooks"
+    """Consumer group of the notifier that reads ``alerts``."""
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    backoff_s: float = Field(default=1.0, gt=0)
+    """Wait before the second attempt; doubled after each failure."""
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    """One attempt's time limit (connect and response)."""
+
+
 class ApiSettings(_Section):
     """The HTTP API."""
 
@@ -228,6 +241,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     window: WindowSettings = WindowSettings()
     anomaly: AnomalySettings = AnomalySettings()
+    webhooks: WebhookSettings = WebhookSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
 
     @field_validator("log_level", mode="before")

@@ -104,6 +104,8 @@ _MESSAGES: dict[str, str] = {
 
 def _reason(err: Any) -> str:
     template = _MESSAGES.get(err["type"])
+    if err["type"] == "string_too_short" and err.get("ctx", {}).get("min_length", 1) > 1:
+        template = "must be at least {min_length} characters"
     if template is not None:
         try:
             return template.format(**err.get("ctx", {}))

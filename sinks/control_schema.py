@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -74,6 +75,37 @@ audit_log = Table(
     sqlite_autoincrement=True,
 )
 
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("events", Text, nullable=False),  # JSON list
+    Column("organization_id", String(128)),  # null: every organization's alerts
+    Column("secret", Text, nullable=False),
+    Column("description", Text),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", String(200)),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(64), nullable=False),
+    Column("delivery_id", String(64), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("alert_id", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("success", Integer, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Index("webhook_deliveries_webhook", "webhook_id", "id"),
+    sqlite_autoincrement=True,
+)
+
 schema_migrations = Table(
     "control_schema_migrations",
     metadata,
@@ -90,7 +122,11 @@ def _v1_tables(conn: Connection) -> None:
     metadata.create_all(conn, tables=[pricing_rules, audit_log])
 
 
-MIGRATIONS: dict[int, Migration] = {1: _v1_tables}
+def _v2_webhooks(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[webhooks, webhook_deliveries])
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_tables, 2: _v2_webhooks}
 """Version -> step. Append only: an applied step never changes."""
 
 
@@ -117,14 +153,15 @@ def audit_row(
     actor: str,
     action: AuditAction,
     entity_id: str,
-    before: PricingRule | None,
-    after: PricingRule | None,
+    before: BaseModel | None,
+    after: BaseModel | None,
+    entity_type: str = "pricing_rule",
 ) -> dict[str, Any]:
     return {
         "at_ms": to_ms(at),
         "actor": actor,
         "action": action,
-        "entity_type": "pricing_rule",
+        "entity_type": entity_type,
         "entity_id": entity_id,
         "before": None if before is None else before.model_dump_json(),
         "after": None if after is None else after.model_dump_json(),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,6 +209,17 @@ class ControlStore:
     def _now(self) -> datetime:
         # Stored in milliseconds: truncate now, so the returned rule equals the stored one.
         return from_ms(to_ms(self._clock()))
+
+    def now(self) -> datetime:
+        """The store's clock, truncated to what it stores (milliseconds)."""
+        return self._now()
+
+    def write(self) -> AbstractContextManager[Connection]:
+        """A write transaction (serialized across processes), for stores of other entities."""
+        return self._write()
+
+    def read(self) -> AbstractContextManager[Connection]:
+        return self._read()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -1,0 +1,56 @@
+"""Webhooks: where alerts are delivered (the seeds' ``POST /api/v1/webhooks``), and their
+delivery log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from api.deps import ActorDep, ContextDep
+from llm_cost_ops.errors import InvalidInputError
+from schemas.webhook import CreatedWebhook, DeliveryList, Webhook, WebhookInput, WebhookList
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+
+_BODY = {"required": True, "content": {"application/json": {"schema": WebhookInput.model_json_schema()}}}
+
+
+@router.post("", status_code=201, response_model=CreatedWebhook, openapi_extra={"requestBody": _BODY})
+async def create_webhook(request: Request, context: ContextDep, actor: ActorDep) -> CreatedWebhook:
+    """Subscribe a URL to ``cost.anomaly`` and/or ``budget.threshold`` alerts. The response
+    carries the signing secret (generated if not given): it is not shown again."""
+    try:
+        body = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError("request body is not valid JSON", {"body": f"must be valid JSON ({exc})"}) from None
+    hook = WebhookInput.parse(body)
+    return await asyncio.to_thread(context.webhooks.create, hook, actor)
+
+
+@router.get("", response_model=WebhookList)
+async def list_webhooks(context: ContextDep) -> WebhookList:
+    return WebhookList(data=await asyncio.to_thread(context.webhooks.all))
+
+
+@router.get("/{webhook_id}", response_model=Webhook)
+async def get_webhook(context: ContextDep, webhook_id: str) -> Webhook:
+    return await asyncio.to_thread(context.webhooks.get, webhook_id)
+
+
+@router.delete("/{webhook_id}", response_model=Webhook)
+async def delete_webhook(context: ContextDep, webhook_id: str, actor: ActorDep) -> Webhook:
+    """Stop delivering to it (deliveries in flight may still arrive)."""
+    return await asyncio.to_thread(context.webhooks.delete, webhook_id, actor)
+
+
+@router.get("/{webhook_id}/deliveries", response_model=DeliveryList)
+async def list_deliveries(
+    context: ContextDep, webhook_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> DeliveryList:
+    """Every delivery attempt, newest first: status code, error, duration."""
+    store = context.webhooks
+    await asyncio.to_thread(store.get, webhook_id)  # 404 for an unknown webhook
+    return DeliveryList(data=await asyncio.to_thread(store.deliveries, webhook_id, limit))
