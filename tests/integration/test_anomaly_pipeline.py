@@ -10,6 +10,7 @@ is caught only if the windows and the detector state survived.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from receivers import Receiver
 
 from llm_cost_ops.broker import EmbeddedBroker, free_port
 from llm_cost_ops.synthetic import normal_level
@@ -101,10 +103,13 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
     api = Process("api", ["api", "--role", "all"], env, root)
     worker = Process("worker", ["worker"], env, root)
     results: dict[str, Any] = {"traffic": stream, "root": root}
+    receiver = Receiver([500])  # the first delivery fails and is retried
     try:
         api.start()
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client:
+        with receiver, httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client:
             wait_ok(client, "/ready", root)
+            hook = {"url": receiver.url, "events": ["cost.anomaly"], "organization_id": "org-wild"}
+            assert client.post("/api/v1/webhooks", json=hook).status_code == 201
             structure = {"type": "per_token", "input_price_per_million": "1", "output_price_per_million": "1"}
             rule = {"provider": "openai", "model": "anomaly-model", "pricing_structure": structure}
             assert client.post("/api/v1/pricing", json=rule).status_code == 201
@@ -133,6 +138,10 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
             wait_consumed(broker.bootstrap_servers, env["WORKER__APP_ID"], env["KAFKA__WINDOWS_TOPIC"], 2)
             time.sleep(3)  # the last alerts on their way to ClickHouse
             results["alerts"] = client.get("/api/v1/alerts", params={"per_page": 1000}).json()
+            wait_for(
+                lambda: len({h["X-CostOps-Delivery"] for h, _ in receiver.requests}) >= 6, "six webhook deliveries"
+            )
+            results["webhook"] = [json.loads(body) for _, body in receiver.requests]
             results["daily"] = {
                 org: client.get(
                     "/api/v1/forecast/anomalies",
@@ -230,3 +239,13 @@ def test_daily_anomalies_follow_the_seeds_shape(run: dict[str, Any]) -> None:
     assert set(days[shift_day]) == {"date", "actual_cost", "expected_cost", "score", "method", "severity", "direction"}
     assert days[shift_day]["method"] == "robust" and days[shift_day]["direction"] == "spike"
     assert nobody.status_code == 422 and nobody.json()["error"]["code"] == "FORECAST_001"
+
+
+def test_the_alerts_reach_the_webhook(run: dict[str, Any]) -> None:
+    """Three windows, organization and model dimension: six alerts, each delivered once after
+    the receiver's first 500 was retried."""
+    delivered = {payload["id"]: payload for payload in run["webhook"]}
+    assert len(run["webhook"]) == 7 and len(delivered) == 6
+    assert {p["data"]["alert_id"] for p in delivered.values()} == {
+        a["alert_id"] for a in run["alerts"]["data"] if a["organization_id"] == "org-wild"
+    }
