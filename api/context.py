@@ -12,8 +12,8 @@ from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
 from llm_cost_ops.settings import Settings
 from schemas.provider import allowed_providers
-from sinks.alert_queries import AlertQueries
 from sinks.control_store import ControlStore
+from sinks.insight_queries import InsightQueries
 from sinks.queries import CostQueries
 from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
@@ -63,8 +63,8 @@ class ApiContext:
         return WebhookStore(self.control)
 
     @property
-    def alerts(self) -> AlertQueries:
-        return AlertQueries(self.store)
+    def alerts(self) -> InsightQueries:
+        return InsightQueries(self.store)
 
     @property
     def providers(self) -> frozenset[str]:

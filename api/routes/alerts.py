@@ -1,19 +1,24 @@
-"""Alerts raised by the pipeline, and the seeds' anomaly detection on daily costs."""
+"""Alerts raised by the pipeline, the seeds' anomaly detection on daily costs, and forecasts."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
+from api.context import ApiContext
 from api.deps import ContextDep, invalid_parameters
-from llm_cost_ops.errors import InsufficientDataError
+from llm_cost_ops.errors import InsufficientDataError, InvalidInputError
 from schemas.alerts import AlertPage, AlertParams, Anomaly, AnomalyParams, AnomalyReport
+from schemas.forecast import Forecast, ForecastPoint, ForecastRequest, HistorySpan
 from schemas.priced import COST_PLACES
 from streams.detectors import DetectorConfig, Method, score_series
+from streams.forecast import MIN_POINTS, ForecastModel, NotEnoughHistoryError, forecast
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
@@ -124,4 +129,80 @@ def detect_anomalies(context: ContextDep, params: Annotated[AnomalyParams, Depen
         threshold=config.limit,
         currency=params.currency,
         data=anomalies,
+    )
+
+
+@router.post("/forecast/cost", response_model=Forecast)
+async def forecast_cost(request: Request, context: ContextDep) -> Forecast:
+    """Daily cost for the next ``horizon_days`` by ``model`` (linear, moving_average,
+    exponential_smoothing), with a ``confidence_level`` interval; ``FORECAST_001`` under 7 days."""
+    return await asyncio.to_thread(_forecast, context, ForecastRequest.parse(await _json(request)), "cost")
+
+
+@router.post("/forecast/usage", response_model=Forecast)
+async def forecast_usage(request: Request, context: ContextDep) -> Forecast:
+    """Daily tokens for the next ``horizon_days``; the same models and interval as costs."""
+    return await asyncio.to_thread(_forecast, context, ForecastRequest.parse(await _json(request)), "tokens")
+
+
+async def _json(request: Request) -> object:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError("request body is not valid JSON", {"body": f"must be valid JSON ({exc})"}) from None
+
+
+def _forecast(context: ApiContext, params: ForecastRequest, metric: Literal["cost", "tokens"]) -> Forecast:
+    queries = context.alerts
+    currency = params.currency if metric == "cost" else None
+    last = queries.last_day(params.organization_id, currency)
+    if last is None:
+        raise InsufficientDataError(f"Insufficient historical data for forecast (minimum {MIN_POINTS} days required)")
+    first = last - timedelta(days=params.history_days - 1)
+    if metric == "cost":
+        daily = queries.daily_costs(params.organization_id, params.currency, first, last)
+    else:
+        daily = queries.daily_tokens(params.organization_id, first, last)
+    start = min(daily)  # from the first day with usage: days before it are not zero, they are unknown
+    days = [start + timedelta(days=n) for n in range((last - start).days + 1)]
+    try:
+        predictions = forecast(
+            [daily.get(day, Decimal(0)) for day in days],
+            params.horizon_days,
+            ForecastModel(params.model),
+            params.confidence_level,
+        )
+    except NotEnoughHistoryError:
+        raise InsufficientDataError(
+            f"Insufficient historical data for forecast (minimum {MIN_POINTS} days required, {len(days)} available)"
+        ) from None
+    places = COST_PLACES if metric == "cost" else Decimal(1)
+    points = [
+        ForecastPoint(
+            date=last + timedelta(days=p.step),
+            value=p.value.quantize(places),
+            lower_bound=p.lower_bound.quantize(places),
+            upper_bound=p.upper_bound.quantize(places),
+        )
+        for p in predictions
+    ]
+    total = ForecastPoint(
+        date=points[-1].date,
+        value=sum((p.value for p in points), Decimal(0)),
+        lower_bound=sum((p.lower_bound for p in points), Decimal(0)),
+        upper_bound=sum((p.upper_bound for p in points), Decimal(0)),
+    )
+    return Forecast(
+        organization_id=params.organization_id,
+        metric=metric,
+        model=params.model,
+        horizon_days=params.horizon_days,
+        confidence_level=params.confidence_level,
+        currency=currency,
+        history=HistorySpan(start=start, end=last, days=len(days)),
+        predictions=points,
+        total=total,
     )

@@ -149,6 +149,16 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
                 )
                 for org in ("org-calm", "org-wild", "org-nobody")
             }
+            results["forecasts"] = {
+                name: client.post(path, json=body)
+                for name, path, body in [
+                    ("cost", "/api/v1/forecast/cost", {"organization_id": "org-calm", "horizon_days": 14}),
+                    ("usage", "/api/v1/forecast/usage", {"organization_id": "org-calm", "model": "moving_average"}),
+                    ("holt", "/api/v1/forecast/cost", {"forecast_model": "exponential_smoothing", "horizon_days": 7}),
+                    ("nobody", "/api/v1/forecast/cost", {"organization_id": "org-nobody"}),
+                    ("bad", "/api/v1/forecast/cost", {"model": "prophet", "confidence_level": 1.5}),
+                ]
+            }
     finally:
         worker.stop()
         api.stop()
@@ -249,3 +259,25 @@ def test_the_alerts_reach_the_webhook(run: dict[str, Any]) -> None:
     assert {p["data"]["alert_id"] for p in delivered.values()} == {
         a["alert_id"] for a in run["alerts"]["data"] if a["organization_id"] == "org-wild"
     }
+
+
+def test_forecasts_of_cost_and_usage(run: dict[str, Any]) -> None:
+    forecasts = run["forecasts"]
+    cost = forecasts["cost"].json()
+    assert forecasts["cost"].status_code == 200, cost
+    # Three weeks of hours, plus the flush event's day.
+    assert cost["history"] == {"start": "2025-03-03", "end": "2025-03-24", "days": 22}
+    assert [p["date"] for p in cost["predictions"]][:2] == ["2025-03-25", "2025-03-26"]
+    assert len(cost["predictions"]) == 14 and cost["model"] == "linear" and cost["currency"] == "USD"
+    for point in cost["predictions"]:
+        assert Decimal(point["lower_bound"]) <= Decimal(point["value"]) <= Decimal(point["upper_bound"])
+    assert Decimal(cost["total"]["value"]) == sum(Decimal(p["value"]) for p in cost["predictions"])
+    usage = forecasts["usage"].json()
+    assert usage["metric"] == "tokens" and usage["currency"] is None and len(usage["predictions"]) == 30
+    assert int(usage["predictions"][0]["value"]) > 0
+    assert forecasts["holt"].json()["model"] == "exponential_smoothing"
+    nobody = forecasts["nobody"].json()
+    assert forecasts["nobody"].status_code == 422 and nobody["error"]["code"] == "FORECAST_001"
+    assert "minimum 7 days required" in nobody["error"]["message"]
+    bad = forecasts["bad"].json()["error"]
+    assert bad["code"] == "VALIDATION_ERROR" and set(bad["field_errors"]) == {"model", "confidence_level"}

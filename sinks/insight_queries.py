@@ -1,4 +1,4 @@
-"""Alert and daily-cost queries (``alerts``, ``usage_costs``), read ``FINAL``."""
+"""Queries behind alerts, anomalies and forecasts (``alerts``, ``usage_costs``), read ``FINAL``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sinks.store import ClickHouseStore
 _ALERT_COLUMNS = list(Alert.model_fields)
 
 
-class AlertQueries:
+class InsightQueries:
     def __init__(self, store: ClickHouseStore) -> None:
         self._store = store
 
@@ -56,20 +56,44 @@ class AlertQueries:
 
     def daily_costs(self, organization_id: str | None, currency: str, start: date, end: date) -> dict[date, Decimal]:
         """Priced cost per UTC day from ``start`` to ``end`` (inclusive), days without cost absent."""
-        values: dict[str, Any] = {
-            "currency": currency,
-            "start": datetime.combine(start, time.min, tzinfo=UTC),
-            "end": datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
-        }
-        scope = ""
-        if organization_id is not None:
-            scope = " AND organization_id = {organization_id:String}"
-            values["organization_id"] = organization_id
+        return self._daily("sum(total_cost)", organization_id, currency, start, end)
+
+    def daily_tokens(self, organization_id: str | None, start: date, end: date) -> dict[date, Decimal]:
+        """Total tokens per UTC day (priced or not)."""
+        return self._daily("sum(total_tokens)", organization_id, None, start, end)
+
+    def last_day(self, organization_id: str | None, currency: str | None) -> date | None:
+        """The latest UTC day with usage (of ``currency``'s priced cost when given)."""
+        where, values = self._scope(organization_id, currency)
         rows = self._store.query(
-            f"SELECT toDate(timestamp) AS day, sum(total_cost) FROM {self._store.table('usage_costs')} FINAL "
-            "WHERE currency = {currency:String} AND total_cost IS NOT NULL "
-            "AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}"
-            f"{scope} GROUP BY day ORDER BY day",
+            f"SELECT max(timestamp), count() FROM {self._store.table('usage_costs')} FINAL WHERE 1 = 1{where}", values
+        )
+        if not rows or not rows[0][1]:
+            return None
+        latest: datetime = rows[0][0]
+        return latest.astimezone(UTC).date() if latest.tzinfo else latest.date()
+
+    def _daily(
+        self, measure: str, organization_id: str | None, currency: str | None, start: date, end: date
+    ) -> dict[date, Decimal]:
+        where, values = self._scope(organization_id, currency)
+        values["start"] = datetime.combine(start, time.min, tzinfo=UTC)
+        values["end"] = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+        rows = self._store.query(
+            f"SELECT toDate(timestamp) AS day, {measure} FROM {self._store.table('usage_costs')} FINAL "
+            "WHERE timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}"
+            f"{where} GROUP BY day ORDER BY day",
             values,
         )
         return {row[0]: Decimal(row[1]) for row in rows}
+
+    @staticmethod
+    def _scope(organization_id: str | None, currency: str | None) -> tuple[str, dict[str, Any]]:
+        where, values = "", {}
+        if organization_id is not None:
+            where += " AND organization_id = {organization_id:String}"
+            values["organization_id"] = organization_id
+        if currency is not None:
+            where += " AND currency = {currency:String} AND total_cost IS NOT NULL"
+            values["currency"] = currency
+        return where, values
