@@ -84,6 +84,7 @@ class EmbeddedPipeline:
             "KAFKA_BOOTSTRAP_SERVERS": self.broker.bootstrap_servers,
             # Tansu's memory storage rejects InitProducerId: no idempotent producer here.
             "KAFKA__IDEMPOTENT_PRODUCER": "false",
+            "KAFKA__SINGLE_RECORD_BATCHES": "true",
             "COSTOPS_DATA_DIR": str(self.data_dir),
             "API_PORT": str(api_port),
             **self._extra_env,

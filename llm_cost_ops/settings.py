@@ -68,6 +68,11 @@ class KafkaSettings(_Section):
     idempotent_producer: bool | None = None
     """Idempotent producer; ``None`` means on for real Kafka, off for the embedded broker
     (Tansu's memory storage rejects ``InitProducerId``)."""
+    single_record_batches: bool = False
+    """The worker produces one record per batch. For Tansu 0.6 (the embedded broker), whose
+    ListOffsets answers the first offset of the last batch + 1: Faust's table recovery would
+    stop short of the changelog's end, and a surviving worker's recovery would fail its
+    consistency check. ``cost-ops up`` turns it on for its broker."""
     rebalance_timeout_s: float = Field(default=5.0, gt=0)
     """Faust's rebalance timeout. Tansu completes a group join only after it, so it bounds
     worker start-up time on the embedded broker."""

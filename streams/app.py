@@ -37,6 +37,8 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         # Not compressed: a priced table is ~150 bytes an event (text dictionary-encoded), and
         # every codec measured here cost the worker more than all its pricing (docs/performance.md).
         producer_compression_type=None,
+        # Tansu: end offsets are right only when each batch holds one record (settings.py).
+        producer_max_batch_size=1 if k.single_record_batches else 16384,
         broker_rebalance_timeout=k.rebalance_timeout_s,
         broker_session_timeout=max(10.0, k.rebalance_timeout_s * 2),
         broker_heartbeat_interval=1.0,

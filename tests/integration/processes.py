@@ -154,6 +154,7 @@ def pipeline_env(bootstrap_servers: str, root: Path, tag: str, **extra: str) -> 
         "KAFKA__WINDOWS_TOPIC": f"windows-{tag}",
         "KAFKA__ALERTS_TOPIC": f"alerts-{tag}",
         "KAFKA__IDEMPOTENT_PRODUCER": "false",
+        "KAFKA__SINGLE_RECORD_BATCHES": "true",
         "KAFKA__REBALANCE_TIMEOUT_S": "2",
         "WORKER__APP_ID": f"worker-{tag}",
         "SINK__GROUP_ID": f"sink-{tag}",
