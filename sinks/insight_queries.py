@@ -19,21 +19,18 @@ class InsightQueries:
     def list_alerts(self, params: AlertParams) -> AlertPage:
         conditions: list[str] = []
         values: dict[str, Any] = {}
-        if params.organization_id is not None:
-            conditions.append("organization_id = {organization_id:String}")
-            values["organization_id"] = params.organization_id
-        if params.type is not None:
-            conditions.append("type = {type:String}")
-            values["type"] = params.type
-        if params.severity is not None:
-            conditions.append("severity = {severity:String}")
-            values["severity"] = params.severity
-        if params.start is not None:
-            conditions.append("window_start >= {start:DateTime64(3, 'UTC')}")
-            values["start"] = params.start
-        if params.end is not None:
-            conditions.append("window_start < {end:DateTime64(3, 'UTC')}")
-            values["end"] = params.end
+        for column, value in (
+            ("organization_id", params.organization_id),
+            ("type", params.type),
+            ("severity", params.severity),
+        ):
+            if value is not None:
+                conditions.append(f"{column} = {{{column}:String}}")
+                values[column] = value
+        for name, bound, operator in (("start", params.start, ">="), ("end", params.end, "<")):
+            if bound is not None:
+                conditions.append(f"window_start {operator} {{{name}:DateTime64(3, 'UTC')}}")
+                values[name] = bound
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         offset = (params.page - 1) * params.per_page
         rows = self._store.query(

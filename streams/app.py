@@ -69,10 +69,9 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         rules_ready=feed.ready,
         windows=WindowDeps(
             config=WindowConfig(settings.window.sizes_s, settings.window.grace_s, settings.window.max_skew_s),
-            # Open windows ("partition|key" -> [totals, partition, offset]) and each
-            # partition's watermark: a restarted worker closes what its predecessor opened.
+            # Open windows and each partition's watermark (streams/window_step.py): a
+            # restarted worker closes what its predecessor opened.
             windows=app.Table("windows-open", partitions=k.partitions, key_type=str),
-            marks=app.Table("window-marks", partitions=k.partitions, key_type=str),
             topic=topics.windows,
             metrics=metrics,
         ),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,64 +18,104 @@ from streams.windows import Position, TakeMessage, Totals, WindowConfig, WindowK
 
 
 class TableWindows(WindowStore):
-    """Open windows and watermarks in two changelog-backed Faust tables.
+    """Open windows and watermarks in one changelog-backed Faust table, written once per take.
 
-    Table keys carry the partition (``"3|[...]"``) so a partition's windows can be found when
-    its watermark moves. Each write happens as if during an event of that partition, so its
-    changelog lands in the partition the windows belong to and moves with it on a rebalance.
+    Keys: ``"<partition>|b|<size>|<start>"`` holds every open window of that partition, size
+    and start (series -> [totals, partition, offset]): a take writes one record per bucket it
+    touched, not one per window (on Tansu each record is its own batch, see settings.py).
+    ``"<partition>|mark"`` holds the partition's watermark. Every write of a partition happens
+    as if during an event of that partition, so it lands in that changelog partition, in order:
+    the buckets, then the watermark. A watermark that survived a crash therefore implies the
+    buckets written before it did too (a closed window is never restored with stale totals).
     """
 
-    def __init__(self, windows: Any, marks: Any, events: Sequence[Any]) -> None:
-        self._windows = windows
-        self._marks = marks
+    def __init__(self, table: Any, events: Sequence[Any]) -> None:
+        self._table = table
         self._event_of = {event.message.partition: event for event in events}
+        self._buckets: dict[str, dict[str, list[Any]]] = {}
+        self._dirty: dict[str, int] = {}
+        """Bucket name -> partition, of the buckets changed in this take."""
+        self._marks: dict[int, int] = {}
 
     def get(self, partition: int, key: WindowKey) -> tuple[Totals, Position] | None:
-        value = self._windows.get(_table_key(partition, key))
-        if not value:
+        value = self._bucket(_bucket_name(partition, key)).get(_series(key))
+        if value is None:
             return None
         totals, stored_partition, offset = value
         return Totals.load(totals), (int(stored_partition), int(offset))
 
     def set(self, partition: int, key: WindowKey, totals: Totals, position: Position) -> None:
-        value = [totals.dump(), position[0], position[1]]
-        self._as_partition(partition, lambda: self._windows.__setitem__(_table_key(partition, key), value))
+        name = _bucket_name(partition, key)
+        self._bucket(name)[_series(key)] = [totals.dump(), position[0], position[1]]
+        self._dirty[name] = partition
 
     def delete(self, partition: int, key: WindowKey) -> None:
-        name = _table_key(partition, key)
-        if name in self._windows:
-            self._as_partition(partition, lambda: self._windows.__delitem__(name))
+        name = _bucket_name(partition, key)
+        if self._bucket(name).pop(_series(key), None) is not None:
+            self._dirty[name] = partition
 
     def open_keys(self, partition: int) -> list[WindowKey]:
-        prefix = f"{partition}|"
-        return [WindowKey.parse(name[len(prefix) :]) for name in list(self._windows.keys()) if name.startswith(prefix)]
+        prefix = f"{partition}|b|"
+        names = {name for name in list(self._table.keys()) if name.startswith(prefix)}
+        names.update(name for name in self._buckets if name.startswith(prefix))
+        keys = []
+        for name in names:
+            size, start = (int(part) for part in name[len(prefix) :].split("|"))
+            for series in self._bucket(name):
+                dimension, org, member, currency = json.loads(series)
+                keys.append(WindowKey(size, dimension, org, member, currency, start))
+        return keys
 
     def watermark(self, partition: int) -> int | None:
-        value = self._marks.get(str(partition))
+        if partition in self._marks:
+            return self._marks[partition]
+        value = self._table.get(f"{partition}|mark")
         return None if value is None else int(value)
 
     def set_watermark(self, partition: int, watermark_ms: int) -> None:
-        self._as_partition(partition, lambda: self._marks.__setitem__(str(partition), watermark_ms))
+        self._marks[partition] = watermark_ms
 
-    def _as_partition(self, partition: int, write: Callable[[], None]) -> None:
+    def flush(self) -> None:
+        """Write the changed buckets (an emptied one is deleted), then the watermarks."""
+        for name, partition in self._dirty.items():
+            bucket = self._buckets[name]
+            if bucket or name in self._table:
+                self._write(partition, name, bucket or None)
+        for partition, mark in self._marks.items():
+            self._write(partition, f"{partition}|mark", mark)
+        self._dirty.clear()
+        self._marks.clear()
+
+    def _bucket(self, name: str) -> dict[str, list[Any]]:
+        if name not in self._buckets:
+            self._buckets[name] = dict(self._table.get(name) or {})
+        return self._buckets[name]
+
+    def _write(self, partition: int, name: str, value: object) -> None:
+        """``table[name] = value`` (``None``: delete) as if during an event of ``partition``."""
         token = _current_event.set(weakref.ref(self._event_of[partition]))
         try:
-            write()
+            if value is None:
+                del self._table[name]
+            else:
+                self._table[name] = value
         finally:
             _current_event.reset(token)
 
 
-def _table_key(partition: int, key: WindowKey) -> str:
-    return f"{partition}|{key.text()}"
+def _bucket_name(partition: int, key: WindowKey) -> str:
+    return f"{partition}|b|{key.size_s}|{key.start_s}"
+
+
+def _series(key: WindowKey) -> str:
+    return json.dumps([key.dimension, key.organization_id, key.member, key.currency], separators=(",", ":"))
 
 
 @dataclass(frozen=True)
 class WindowDeps:
     config: WindowConfig
     windows: Any
-    """The ``windows-open`` Faust table."""
-    marks: Any
-    """The ``window-marks`` Faust table: each partition's watermark."""
+    """The ``windows-open`` Faust table (see TableWindows)."""
     topic: Any
     """``cost-windows``."""
     metrics: PipelineMetrics
@@ -84,7 +124,7 @@ class WindowDeps:
 async def window_take(events: Sequence[Any], priced: Sequence[Any], deps: WindowDeps) -> None:
     """Count a take into its windows and produce the windows it closes; the watermarks and the
     deletions are written only once the broker has the closed windows."""
-    store = TableWindows(deps.windows, deps.marks, events)
+    store = TableWindows(deps.windows, events)
     take = [
         TakeMessage(event.message.partition, event.message.offset, table)
         for event, table in zip(events, priced, strict=True)
@@ -100,3 +140,4 @@ async def window_take(events: Sequence[Any], priced: Sequence[Any], deps: Window
         deps.metrics.windows_closed.labels(str(window.key.size_s)).inc()
     await asyncio.gather(*sends)
     settle(result, store)
+    store.flush()

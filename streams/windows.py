@@ -211,55 +211,63 @@ def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
+_SUMS = ["cost", "prompt_tokens", "completion_tokens", "total_tokens", "unpriced", "requests"]
+
+
 def contributions(priced: pa.Table, message: np.ndarray, sizes: Iterable[int]) -> list[tuple[int, WindowKey, Totals]]:
-    """What each message of a take adds to each window: (message, key, totals), in message order."""
+    """What each message of a take adds to each window: (message, key, totals), in message order.
+
+    One group-by over the events at the finest grain (message, organization, project, model,
+    currency, minute); every window size and dimension is then summed from that small table."""
     if priced.num_rows == 0:
         return []
-    timestamps_ms = priced.column("timestamp").cast(pa.int64()).to_numpy()
+    minutes = np.floor_divide(priced.column("timestamp").cast(pa.int64()).to_numpy(), 60_000) * 60
     cost = priced.column("total_cost")
-    unpriced = pc.is_null(cost).to_numpy(zero_copy_only=False).astype(np.int64)
-    base = {
-        "message": pa.array(message.astype(np.int64)),
-        "organization_id": priced.column("organization_id").cast(pa.string()),
-        "currency": pc.fill_null(priced.column("currency").cast(pa.string()), "USD"),
-        "cost": cost,
-        "prompt_tokens": priced.column("prompt_tokens"),
-        "completion_tokens": priced.column("completion_tokens"),
-        "total_tokens": priced.column("total_tokens"),
-        "unpriced": pa.array(unpriced),
-    }
+    fine = (
+        pa.table(
+            {
+                "message": pa.array(message.astype(np.int64)),
+                "organization_id": priced.column("organization_id").cast(pa.string()),
+                "project_id": priced.column("project_id").cast(pa.string()),
+                "model": priced.column("model").cast(pa.string()),
+                "currency": pc.fill_null(priced.column("currency").cast(pa.string()), "USD"),
+                "start": pa.array(minutes),
+                "cost": cost,
+                "prompt_tokens": priced.column("prompt_tokens"),
+                "completion_tokens": priced.column("completion_tokens"),
+                "total_tokens": priced.column("total_tokens"),
+                "unpriced": pc.cast(pc.is_null(cost), pa.int64()),
+                "requests": pa.array(np.ones(priced.num_rows, dtype=np.int64)),
+            }
+        )
+        .group_by(["message", "organization_id", "project_id", "model", "currency", "start"], use_threads=False)
+        .aggregate([(name, "sum") for name in _SUMS])
+        .rename_columns(["message", "organization_id", "project_id", "model", "currency", "start", *_SUMS])
+    )
     out: list[tuple[int, WindowKey, Totals]] = []
     for size in sizes:
-        starts = np.floor_divide(timestamps_ms, size * 1000) * size
+        sized = fine.set_column(
+            fine.schema.get_field_index("start"),
+            "start",
+            pa.array(np.floor_divide(fine.column("start").to_numpy(), size) * size),
+        )
         for dimension, column in DIMENSIONS.items():
             if column is None:
-                member = pa.array([""] * priced.num_rows, pa.string())
+                table = sized.append_column("member", pa.array([""] * sized.num_rows, pa.string()))
             else:
-                member = priced.column(column).cast(pa.string())
-            table = pa.table({**base, "member": member, "start": pa.array(starts)})
-            if column is not None:
-                table = table.filter(pc.is_valid(table.column("member")))
+                table = sized.filter(pc.is_valid(sized.column(column)))
                 if table.num_rows == 0:
                     continue
-            groups = table.group_by(["message", "organization_id", "member", "currency", "start"], use_threads=False)
-            summed = groups.aggregate(
-                [
-                    ("cost", "sum"),
-                    ("prompt_tokens", "sum"),
-                    ("completion_tokens", "sum"),
-                    ("total_tokens", "sum"),
-                    ("unpriced", "sum"),
-                    ("message", "count"),
-                ]
-            )
-            for row in summed.to_pylist():
+                table = table.append_column("member", table.column(column))
+            summed = table.group_by(["message", "organization_id", "member", "currency", "start"], use_threads=False)
+            for row in summed.aggregate([(name, "sum") for name in _SUMS]).to_pylist():
                 key = WindowKey(size, dimension, row["organization_id"], row["member"], row["currency"], row["start"])
                 totals = Totals(
                     cost=row["cost_sum"] or Decimal(0),
                     prompt_tokens=int(row["prompt_tokens_sum"] or 0),
                     completion_tokens=int(row["completion_tokens_sum"] or 0),
                     total_tokens=int(row["total_tokens_sum"] or 0),
-                    requests=int(row["message_count"]),
+                    requests=int(row["requests_sum"]),
                     unpriced_requests=int(row["unpriced_sum"] or 0),
                 )
                 out.append((int(row["message"]), key, totals))

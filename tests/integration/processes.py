@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +126,16 @@ def wait_consumed(bootstrap_servers: str, group: str, topic: str, partitions: in
             return
         time.sleep(1)
     pytest.fail(f"group {group} still {lag} messages behind on {topic} after {timeout_s:.0f} s")
+
+
+def wait_for(condition: Callable[[], object], what: str, timeout_s: float = 120, every_s: float = 0.3) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every_s)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def wait_ok(client: httpx.Client, path: str, logs: Path, timeout_s: float = 90) -> None:

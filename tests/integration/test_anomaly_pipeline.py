@@ -28,7 +28,7 @@ from receivers import Receiver
 from llm_cost_ops.broker import EmbeddedBroker, free_port
 from llm_cost_ops.synthetic import normal_level
 
-from processes import Process, pipeline_env, query_stopped_chdb, wait_consumed, wait_ok
+from processes import Process, pipeline_env, query_stopped_chdb, wait_consumed, wait_for, wait_ok
 
 pytestmark = pytest.mark.integration
 
@@ -181,15 +181,6 @@ def publish(client: httpx.Client, records: list[dict[str, Any]]) -> None:
     for start in range(0, len(records), 1000):
         response = client.post("/api/v1/usage/batch", json={"records": records[start : start + 1000]})
         assert response.status_code == 202, response.text
-
-
-def wait_for(condition: Any, what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def alerts_of(run: dict[str, Any], org: str, dimension: str = "organization") -> list[dict[str, Any]]:

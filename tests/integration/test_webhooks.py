@@ -22,7 +22,7 @@ from receivers import Receiver
 
 from llm_cost_ops.broker import EmbeddedBroker
 
-from processes import ApiPipeline, api_pipeline
+from processes import ApiPipeline, api_pipeline, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -71,15 +71,6 @@ def produce(pipeline: ApiPipeline, *alerts: dict[str, Any]) -> None:
             await producer.stop()
 
     asyncio.run(send())
-
-
-def wait_for(condition: Any, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def test_a_signed_alert_is_retried_after_a_500_and_logged(pipeline: ApiPipeline, tmp_path: Path) -> None:
