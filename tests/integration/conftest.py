@@ -12,7 +12,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from llm_cost_ops.broker import EmbeddedBroker
-from llm_cost_ops.settings import KafkaSettings, Settings, SinkSettings
+from llm_cost_ops.settings import KafkaSettings, Settings, SinkSettings, WebhookSettings
 from sinks.store import ClickHouseStore
 
 
@@ -55,6 +55,7 @@ def kafka_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Sett
             "data_dir": tmp_path / "data",
             "kafka": kafka,
             "sink": SinkSettings(group_id=f"sink-{tag}", flush_seconds=0.2),
+            "webhooks": WebhookSettings(group_id=f"webhooks-{tag}"),
         }
         base.update(overrides)
         return Settings(**base)

@@ -168,6 +168,7 @@ def pipeline_env(bootstrap_servers: str, root: Path, tag: str, **extra: str) -> 
         "KAFKA__REBALANCE_TIMEOUT_S": "2",
         "WORKER__APP_ID": f"worker-{tag}",
         "SINK__GROUP_ID": f"sink-{tag}",
+        "WEBHOOKS__GROUP_ID": f"webhooks-{tag}",
         "SINK__FLUSH_SECONDS": "0.2",
         "COSTOPS_DATA_DIR": str(root / "data"),
         **extra,
