@@ -93,7 +93,29 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
 
     app.task(follow_control)
     _register_pages(app, metrics)
+    _refuse_acks_of_skipped_messages(app)
     return app
+
+
+def _refuse_acks_of_skipped_messages(app: faust.App) -> None:
+    """Never commit past a message no agent processed.
+
+    A message fetched before a rebalance and delivered after it (flow control stopped, or an
+    older generation) is skipped by Faust's stream *and acknowledged* (faust/streams.py,
+    ``_py_aiter``), so the revocation's commit could move past it and the partition's next
+    owner would never see it. The fault test lost 979 events that way. Such a message never
+    entered a stream (it is not ``tracked``): its acknowledgement is refused, and it is
+    fetched again, by this worker or the next owner, from the committed offset.
+    """
+    consumer = app.consumer
+    acknowledge = consumer.ack
+
+    def ack(message: Any) -> bool:
+        if not getattr(message, "tracked", True):
+            return False
+        return bool(acknowledge(message))
+
+    consumer.ack = ack  # type: ignore[method-assign]
 
 
 def _register_pages(app: faust.App, metrics: PipelineMetrics) -> None:
