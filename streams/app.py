@@ -26,6 +26,8 @@ from streams.windows import WindowConfig
 def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
     """Build the worker's Faust app. Nothing connects until the worker starts it."""
     k = settings.kafka
+    # Faust creates its datadir without parents; the data directory may not exist yet.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.worker.app_id,
         broker=[f"kafka://{s.strip()}" for s in bootstrap_servers(settings).split(",")],
