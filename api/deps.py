@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Header, Query, Request
@@ -69,6 +71,19 @@ def _capture(builder: Callable[..., T]) -> Callable[..., T | InvalidInputError]:
             return exc
 
     return wrapper
+
+
+async def json_body(request: Request, *, exact: bool = False, empty: Any = None) -> Any:
+    """The request body as JSON, or a 422 naming ``body``. ``exact``: numbers with a fraction
+    become Decimals (a float would lose digits of a price before validation). ``empty``: what
+    an empty body stands for (``None``: an empty body is invalid JSON like any other)."""
+    raw = await request.body()
+    if empty is not None and not raw.strip():
+        return empty
+    try:
+        return json.loads(raw, parse_float=Decimal) if exact else json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError("request body is not valid JSON", {"body": f"must be valid JSON ({exc})"}) from None
 
 
 def invalid_parameters(exc: ValidationError) -> InvalidInputError:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from llm_cost_ops.errors import InvalidInputError, PipelineError, UnavailableError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class EventValidationError(InvalidInputError):
@@ -37,6 +39,16 @@ class SchemaRegistryUnavailableError(UnavailableError):
     """The Schema Registry did not answer, or failed (5xx); retry later."""
 
     code = "SCHEMA_REGISTRY_UNAVAILABLE"
+
+
+def validated(model: type[M], data: object, what: str) -> M:
+    """``model`` validated from ``data``; InvalidInputError ("invalid <what>: ...") naming each
+    bad field otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        fields = field_errors(exc)
+        raise InvalidInputError(f"invalid {what}: {', '.join(fields)}", fields) from None
 
 
 def field_errors(exc: ValidationError, prefix: str = "") -> dict[str, str]:

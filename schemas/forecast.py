@@ -6,10 +6,9 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llm_cost_ops.errors import InvalidInputError
-from schemas.errors import field_errors
+from schemas.errors import validated
 from schemas.query import Money
 
 
@@ -36,11 +35,8 @@ class ForecastRequest(BaseModel):
 
     @classmethod
     def parse(cls, data: object) -> ForecastRequest:
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            fields = field_errors(exc)
-            raise InvalidInputError(f"invalid forecast request: {', '.join(fields)}", fields) from None
+        """Validate, raising :class:`InvalidInputError` with one reason per bad field."""
+        return validated(cls, data, "forecast request")
 
 
 class ForecastPoint(BaseModel):

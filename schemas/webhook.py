@@ -5,10 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from llm_cost_ops.errors import InvalidInputError
-from schemas.errors import field_errors
+from schemas.errors import validated
 from schemas.query import UtcDatetime
 
 WebhookEvent = Literal["cost.anomaly", "budget.threshold"]
@@ -44,11 +43,7 @@ class WebhookInput(BaseModel):
     @classmethod
     def parse(cls, data: object) -> WebhookInput:
         """Validate, raising :class:`InvalidInputError` with one reason per bad field."""
-        try:
-            return cls.model_validate(data)
-        except ValidationError as exc:
-            fields = field_errors(exc)
-            raise InvalidInputError(f"invalid webhook: {', '.join(fields)}", fields) from None
+        return validated(cls, data, "webhook")
 
 
 class Webhook(BaseModel):

@@ -20,7 +20,6 @@ from streams.pricing import PriceCatalog, Pricer
 from streams.rules import RuleBook
 from streams.topics import declare_topics
 from streams.window_step import WindowDeps
-from streams.windows import WindowConfig
 
 
 def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
@@ -70,7 +69,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         volumes=volumes,
         rules_ready=feed.ready,
         windows=WindowDeps(
-            config=WindowConfig(settings.window.sizes_s, settings.window.grace_s, settings.window.max_skew_s),
+            config=settings.window,
             # Open windows and each partition's watermark (streams/window_step.py): a
             # restarted worker closes what its predecessor opened.
             windows=app.Table("windows-open", partitions=k.partitions, key_type=str),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,10 +20,10 @@ from decimal import Decimal
 from typing import Any
 
 import faust
-from faust.streams import _current_event
 
 from llm_cost_ops.metrics import PipelineMetrics
 from streams.detectors import DetectorConfig, Observation, SeriesState, finite, observe
+from streams.table_writes import during
 from streams.topics import PipelineTopics
 
 logger = logging.getLogger(__name__)
@@ -115,11 +114,8 @@ async def _detect_take(events: Sequence[Any], topics: PipelineTopics, deps: Dete
             logger.warning("anomaly: %s", alert["message"], extra={"alert_id": alert["alert_id"]})
     await asyncio.gather(*sends)
     for series, (state, event) in states.items():
-        token = _current_event.set(weakref.ref(event))
-        try:
+        with during(event):
             deps.states[series] = state.dump()
-        finally:
-            _current_event.reset(token)
 
 
 @dataclass(frozen=True)

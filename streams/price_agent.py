@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,7 +15,6 @@ import faust
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from faust.streams import _current_event
 
 from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
@@ -25,6 +23,7 @@ from schemas.columns import codes, dictionary_array, millis
 from schemas.priced import CONTENT_TYPE, PricingStatus, encode_priced
 from streams.price_step import price_messages
 from streams.pricing import Pricer
+from streams.table_writes import during
 from streams.topics import PipelineTopics
 from streams.volume import VolumeKey, key_text
 from streams.window_step import WindowDeps, window_take
@@ -74,13 +73,10 @@ class TableVolumes:
 
     def set(self, key: VolumeKey, total: int, message: int) -> None:
         event = self._events[message]
-        token = _current_event.set(weakref.ref(event))
-        try:
-            # With the position of the message that last added: a replay of it, or of any
-            # earlier message of the partition, is already counted.
+        # With the position of the message that last added: a replay of it, or of any
+        # earlier message of the partition, is already counted.
+        with during(event):
             self._table[key_text(key)] = [total, event.message.partition, event.message.offset]
-        finally:
-            _current_event.reset(token)
 
     def _stored(self, key: VolumeKey) -> tuple[int, int, int]:
         value = self._table.get(key_text(key))

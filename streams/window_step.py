@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from faust.streams import _current_event
-
 from llm_cost_ops.metrics import PipelineMetrics
-from streams.windows import Position, TakeMessage, Totals, WindowConfig, WindowKey, WindowStore, advance, settle
+from llm_cost_ops.settings import WindowSettings
+from streams.table_writes import during
+from streams.windows import Position, TakeMessage, Totals, WindowKey, WindowStore, advance, settle
 
 
 class TableWindows(WindowStore):
@@ -93,14 +92,11 @@ class TableWindows(WindowStore):
 
     def _write(self, partition: int, name: str, value: object) -> None:
         """``table[name] = value`` (``None``: delete) as if during an event of ``partition``."""
-        token = _current_event.set(weakref.ref(self._event_of[partition]))
-        try:
+        with during(self._event_of[partition]):
             if value is None:
                 del self._table[name]
             else:
                 self._table[name] = value
-        finally:
-            _current_event.reset(token)
 
 
 def _bucket_name(partition: int, key: WindowKey) -> str:
@@ -113,7 +109,7 @@ def _series(key: WindowKey) -> str:
 
 @dataclass(frozen=True)
 class WindowDeps:
-    config: WindowConfig
+    config: WindowSettings
     windows: Any
     """The ``windows-open`` Faust table (see TableWindows)."""
     topic: Any

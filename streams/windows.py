@@ -31,6 +31,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_cost_ops.settings import WindowSettings
+
 DIMENSIONS: dict[str, str | None] = {"organization": None, "project": "project_id", "model": "model"}
 """Dimension name -> the column that splits an organization's cost (None: the whole organization)."""
 
@@ -192,13 +194,6 @@ class ClosedWindow:
         }
 
 
-@dataclass(frozen=True)
-class WindowConfig:
-    sizes_s: tuple[int, ...] = (60, 3600)
-    grace_s: int = 60
-    max_skew_s: int = 300
-
-
 @dataclass
 class TakeResult:
     closed: list[ClosedWindow]
@@ -275,7 +270,7 @@ def contributions(priced: pa.Table, message: np.ndarray, sizes: Iterable[int]) -
     return out
 
 
-def advance(messages: Sequence[TakeMessage], store: WindowStore, config: WindowConfig, now_ms: int) -> TakeResult:
+def advance(messages: Sequence[TakeMessage], store: WindowStore, config: WindowSettings, now_ms: int) -> TakeResult:
     """Add a take's priced events to their windows and find the windows it closes.
 
     The caller produces ``closed`` and then, once the broker has them, calls :func:`settle`

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import timedelta
 from decimal import Decimal
 from typing import Annotated, Literal
@@ -12,8 +11,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
 from api.context import ApiContext
-from api.deps import ContextDep, invalid_parameters
-from llm_cost_ops.errors import InsufficientDataError, InvalidInputError
+from api.deps import ContextDep, invalid_parameters, json_body
+from llm_cost_ops.errors import InsufficientDataError
 from schemas.alerts import AlertPage, AlertParams, Anomaly, AnomalyParams, AnomalyReport
 from schemas.forecast import Forecast, ForecastPoint, ForecastRequest, HistorySpan
 from schemas.priced import COST_PLACES
@@ -136,23 +135,17 @@ def detect_anomalies(context: ContextDep, params: Annotated[AnomalyParams, Depen
 async def forecast_cost(request: Request, context: ContextDep) -> Forecast:
     """Daily cost for the next ``horizon_days`` by ``model`` (linear, moving_average,
     exponential_smoothing), with a ``confidence_level`` interval; ``FORECAST_001`` under 7 days."""
-    return await asyncio.to_thread(_forecast, context, ForecastRequest.parse(await _json(request)), "cost")
+    return await asyncio.to_thread(
+        _forecast, context, ForecastRequest.parse(await json_body(request, empty={})), "cost"
+    )
 
 
 @router.post("/forecast/usage", response_model=Forecast)
 async def forecast_usage(request: Request, context: ContextDep) -> Forecast:
     """Daily tokens for the next ``horizon_days``; the same models and interval as costs."""
-    return await asyncio.to_thread(_forecast, context, ForecastRequest.parse(await _json(request)), "tokens")
-
-
-async def _json(request: Request) -> object:
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("request body is not valid JSON", {"body": f"must be valid JSON ({exc})"}) from None
+    return await asyncio.to_thread(
+        _forecast, context, ForecastRequest.parse(await json_body(request, empty={})), "tokens"
+    )
 
 
 def _forecast(context: ApiContext, params: ForecastRequest, metric: Literal["cost", "tokens"]) -> Forecast:

@@ -7,14 +7,12 @@ through ``context.pricing_changed`` so that the pricing workers pick them up.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from fastapi import APIRouter, Request
 
-from api.deps import ActorDep, ContextDep, ControlDep
-from llm_cost_ops.errors import InvalidInputError, NotFoundError
+from api.deps import ActorDep, ContextDep, ControlDep, json_body
+from llm_cost_ops.errors import NotFoundError
 from schemas.control import AuditEntry, PricingRuleList
 from schemas.pricing_rule import PricingRule, PricingRuleInput, Scope
 
@@ -24,12 +22,7 @@ _RULE_BODY = {"required": True, "content": {"application/json": {"schema": Prici
 
 
 async def _rule_input(request: Request) -> PricingRuleInput:
-    try:
-        # parse_float=Decimal: 123456789.1234567891 as a float would lose digits before validation.
-        body = json.loads(await request.body(), parse_float=Decimal)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("request body is not valid JSON", {"body": f"must be valid JSON ({exc})"}) from None
-    return PricingRuleInput.parse(body)
+    return PricingRuleInput.parse(await json_body(request, exact=True))
 
 
 @router.post("", status_code=201, response_model=PricingRule, openapi_extra={"requestBody": _RULE_BODY})

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ContextDep, FiltersDep, ProducerDep, QueriesDep
+from api.deps import ContextDep, FiltersDep, ProducerDep, QueriesDep, json_body
 from llm_cost_ops.errors import InvalidInputError
 from schemas.errors import EventValidationError
 from schemas.query import UsageStats
@@ -31,13 +30,6 @@ _BATCH_BODY = {
 }
 
 
-async def _json(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("request body is not valid JSON", {"body": f"must be valid JSON ({exc})"}) from None
-
-
 @router.get("/stats", response_model=UsageStats)
 def usage_stats(queries: QueriesDep, filters: FiltersDep) -> UsageStats:
     """Events, priced/unpriced counts, tokens, first/last event, and freshness: how long events
@@ -48,7 +40,7 @@ def usage_stats(queries: QueriesDep, filters: FiltersDep) -> UsageStats:
 @router.post("", status_code=202, openapi_extra={"requestBody": _USAGE_BODY})
 async def create_usage(request: Request, context: ContextDep, producer: ProducerDep) -> JSONResponse:
     """Submit one usage record; 202 means Kafka acknowledged it."""
-    body = await _json(request)
+    body = await json_body(request)
     try:
         event = UsageEvent.parse(body, context.providers)
     except EventValidationError:
@@ -70,7 +62,7 @@ async def create_usage_batch(request: Request, context: ContextDep, producer: Pr
     Valid records are published even when others are invalid; the invalid ones are listed
     under ``rejected`` with their field errors. If none is valid the answer is 422.
     """
-    body = await _json(request)
+    body = await json_body(request)
     records = body.get("records") if isinstance(body, dict) else body
     if not isinstance(records, list):
         raise InvalidInputError('expected {"records": [...]}', {"records": "must be a list of usage records"})

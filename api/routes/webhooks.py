@@ -4,13 +4,11 @@ delivery log."""
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from api.deps import ActorDep, ContextDep
-from llm_cost_ops.errors import InvalidInputError
+from api.deps import ActorDep, ContextDep, json_body
 from schemas.webhook import CreatedWebhook, DeliveryList, Webhook, WebhookInput, WebhookList
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
@@ -22,11 +20,7 @@ _BODY = {"required": True, "content": {"application/json": {"schema": WebhookInp
 async def create_webhook(request: Request, context: ContextDep, actor: ActorDep) -> CreatedWebhook:
     """Subscribe a URL to ``cost.anomaly`` and/or ``budget.threshold`` alerts. The response
     carries the signing secret (generated if not given): it is not shown again."""
-    try:
-        body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError("request body is not valid JSON", {"body": f"must be valid JSON ({exc})"}) from None
-    hook = WebhookInput.parse(body)
+    hook = WebhookInput.parse(await json_body(request))
     return await asyncio.to_thread(context.webhooks.create, hook, actor)
 
 

@@ -15,6 +15,8 @@ from llm_cost_ops.broker import EmbeddedBroker
 from llm_cost_ops.settings import KafkaSettings, Settings, SinkSettings, WebhookSettings
 from sinks.store import ClickHouseStore
 
+from processes import ApiPipeline, api_pipeline
+
 
 @pytest.fixture(scope="session")
 def chdb_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
@@ -31,6 +33,17 @@ def store(chdb_client: Client) -> ClickHouseStore:
     store = ClickHouseStore(chdb_client, f"test_{uuid.uuid4().hex[:12]}")
     store.migrate()
     return store
+
+
+@pytest.fixture(scope="module")
+def pipeline(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ApiPipeline]:
+    """The module's API+sink process on the session broker (see ``processes.api_pipeline``);
+    the module starts the workers it needs."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with api_pipeline(broker.bootstrap_servers, tmp_path_factory.mktemp(name)) as running:
+        yield running
 
 
 @pytest.fixture

@@ -6,31 +6,23 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from llm_cost_ops.broker import EmbeddedBroker
 from llm_cost_ops.cli.main import main
 from llm_cost_ops.settings import KafkaSettings, Settings
 from llm_cost_ops.wire import build_codec
 from schemas.provider import allowed_providers
 from schemas.usage import UsageEvent
 
-from processes import ApiPipeline, api_pipeline
+from processes import ApiPipeline
 
 pytestmark = pytest.mark.integration
 
 
 Pipeline = ApiPipeline
-
-
-@pytest.fixture(scope="module")
-def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    with api_pipeline(broker.bootstrap_servers, tmp_path_factory.mktemp("dlq")) as running:
-        yield running
 
 
 def settings_of(pipeline: Pipeline) -> Settings:

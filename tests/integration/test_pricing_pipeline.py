@@ -12,21 +12,14 @@ from typing import Any
 
 import pytest
 
-from llm_cost_ops.broker import EmbeddedBroker
 from llm_cost_ops.cli.main import main
 
-from processes import ApiPipeline, api_pipeline
+from processes import ApiPipeline
 
 pytestmark = pytest.mark.integration
 
 
 Pipeline = ApiPipeline
-
-
-@pytest.fixture(scope="module")
-def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    with api_pipeline(broker.bootstrap_servers, tmp_path_factory.mktemp("pricing")) as running:
-        yield running
 
 
 @pytest.fixture

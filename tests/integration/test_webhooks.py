@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,17 +19,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from receivers import Receiver
 
-from llm_cost_ops.broker import EmbeddedBroker
-
-from processes import ApiPipeline, api_pipeline, wait_for
+from processes import ApiPipeline, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiPipeline]:
-    with api_pipeline(broker.bootstrap_servers, tmp_path_factory.mktemp("webhooks")) as running:
-        yield running
 
 
 def alert(org: str, start: str = "2025-03-17T14:00:00Z") -> dict[str, Any]:

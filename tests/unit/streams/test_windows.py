@@ -7,9 +7,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from streams.windows import DictWindows, TakeMessage, Totals, WindowConfig, WindowKey, advance, settle
+from llm_cost_ops.settings import WindowSettings
+from streams.windows import DictWindows, TakeMessage, Totals, WindowKey, advance, settle
 
-CONFIG = WindowConfig(sizes_s=(60, 3600), grace_s=60, max_skew_s=300)
+CONFIG = WindowSettings(sizes_s=(60, 3600), grace_s=60, max_skew_s=300)
 NOW_MS = 10_000_000_000  # far after the events: only the future-skew test is near it
 
 
