@@ -20,18 +20,20 @@ from fastapi import FastAPI, Request, Response
 
 from api.context import ApiContext, Role
 from api.errors import register_error_handlers
-from api.routes import alerts, costs, dlq, pricing, pricing_ops, system, usage, webhooks
+from api.routes import alerts, budgets, costs, dlq, pricing, pricing_ops, system, usage, webhooks
+from api.spend_board import SpendBoard
 from llm_cost_ops.kafka import ensure_topics
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
 from llm_cost_ops.settings import Settings
 from llm_cost_ops.wire import build_codec
+from sinks.budget_store import BudgetStore
 from sinks.control_store import ControlStore
 from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
 from sinks.webhook_store import WebhookStore
 from sinks.webhooks import WebhookNotifier
-from streams.control import ControlPublisher
+from streams.control import ControlFeed, ControlPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +52,11 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
         publisher: ControlPublisher | None = None
         publishing: asyncio.Task[None] | None = None
         notifying: asyncio.Task[None] | None = None
+        following: list[asyncio.Task[None]] = []
         try:
             if role in ("api", "all"):
                 control = context.control = await asyncio.to_thread(ControlStore.open, settings.control_db_url)
-                publisher = ControlPublisher(settings, control.snapshot)
+                publisher = ControlPublisher(settings, control.snapshot, BudgetStore(control).snapshot)
                 await publisher.start()
                 context.pricing_changed = publisher.changed
                 publishing = asyncio.create_task(publisher.run(context.stop), name="control-publisher")
@@ -61,6 +64,13 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 await context.producer.start()
                 notifier = WebhookNotifier(settings, WebhookStore(control), metrics)
                 notifying = asyncio.create_task(notifier.run(context.stop), name="webhooks")
+                # Budgets (for hard limits) from the control topic, spend from the workers' table.
+                feed = ControlFeed(settings, lambda _rules: None, context.limits.use)
+                board = context.board = SpendBoard(settings)
+                following = [
+                    asyncio.create_task(feed.run(), name="control-feed"),
+                    asyncio.create_task(board.run(context.stop), name="spend-board"),
+                ]
             if role in ("sink", "all"):
                 context.sink = UsageSink(settings, store, metrics)
                 context.sink_task = asyncio.create_task(context.sink.run(context.stop), name="sink")
@@ -77,6 +87,9 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 await asyncio.gather(publishing, return_exceptions=True)
             if notifying is not None:
                 await asyncio.gather(notifying, return_exceptions=True)
+            for task in following:
+                task.cancel()
+            await asyncio.gather(*following, return_exceptions=True)
             if publisher is not None:
                 await publisher.stop()
             if context.control is not None:
@@ -101,6 +114,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
         app.include_router(dlq.router)
         app.include_router(alerts.router)
         app.include_router(webhooks.router)
+        app.include_router(budgets.router)
     app.middleware("http")(_observe)
     return app
 

@@ -7,11 +7,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from api.budget_view import HardLimits
+from api.spend_board import SpendBoard
 from llm_cost_ops.errors import UnavailableError
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
 from llm_cost_ops.settings import Settings
 from schemas.provider import allowed_providers
+from sinks.budget_store import BudgetStore
 from sinks.control_store import ControlStore
 from sinks.insight_queries import InsightQueries
 from sinks.queries import CostQueries
@@ -51,6 +54,10 @@ class ApiContext:
     pricing_changed: PricingChanged = _nothing_to_announce
     catalog: PriceCatalog = field(default_factory=PriceCatalog)
     """List prices, for repricing stored events (the workers price live ones)."""
+    board: SpendBoard | None = None
+    """Budget spend as the workers count it (roles ``api``/``all``)."""
+    limits: HardLimits = field(default_factory=HardLimits)
+    """The hard budgets, as the control topic last said."""
 
     @property
     def queries(self) -> CostQueries:
@@ -61,6 +68,18 @@ class ApiContext:
         if self.control is None:
             raise UnavailableError("webhooks are not available on this process", retry_after=5)
         return WebhookStore(self.control)
+
+    @property
+    def budgets(self) -> BudgetStore:
+        if self.control is None:
+            raise UnavailableError("budgets are not available on this process", retry_after=5)
+        return BudgetStore(self.control)
+
+    @property
+    def spend(self) -> SpendBoard:
+        if self.board is None:
+            raise UnavailableError("budget spend is not available on this process", retry_after=5)
+        return self.board
 
     @property
     def alerts(self) -> InsightQueries:

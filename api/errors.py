@@ -14,7 +14,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from llm_cost_ops.errors import InvalidInputError, NotFoundError, PipelineError, UnavailableError
+from llm_cost_ops.errors import (
+    BudgetExceededError,
+    InvalidInputError,
+    NotFoundError,
+    PipelineError,
+    UnavailableError,
+)
 from schemas.errors import field_errors_from
 
 logger = logging.getLogger(__name__)
@@ -22,6 +28,7 @@ logger = logging.getLogger(__name__)
 STATUS: dict[type[PipelineError], int] = {
     InvalidInputError: 422,
     NotFoundError: 404,
+    BudgetExceededError: 429,
     UnavailableError: 503,
     PipelineError: 500,
 }
@@ -48,9 +55,11 @@ async def pipeline_error_handler(request: Request, exc: Exception) -> JSONRespon
     if isinstance(exc, UnavailableError):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         logger.warning("%s %s unavailable: %s", request.method, request.url.path, exc.message)
+    elif isinstance(exc, BudgetExceededError):
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
     elif status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-    fields = exc.field_errors if isinstance(exc, InvalidInputError) else None
+    fields = exc.field_errors if isinstance(exc, InvalidInputError | BudgetExceededError) else None
     return JSONResponse(error_body(exc.code, exc.message, fields), status_code=status, headers=headers)
 
 

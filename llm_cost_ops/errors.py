@@ -6,6 +6,7 @@
     ├── InvalidInputError         the caller sent something wrong (API: 422)
     │   └── schemas.errors.EventValidationError, schemas.errors.DecodeError, ...
     ├── NotFoundError             the thing asked for does not exist (API: 404)
+    ├── BudgetExceededError       a hard budget is spent; retry in the next period (API: 429)
     └── UnavailableError          a dependency is down; retrying may work (API: 503)
         └── sinks.errors.StoreUnavailableError, llm_cost_ops.producer.PublishError
 
@@ -38,6 +39,18 @@ class InvalidInputError(PipelineError):
 
 class NotFoundError(PipelineError):
     code = "NOT_FOUND"
+
+
+class BudgetExceededError(PipelineError):
+    """A hard budget the events count against is spent (``BUDGET_001``); ``retry_after`` is
+    the time to the budget's next period, ``field_errors`` names each budget."""
+
+    code = "BUDGET_001"
+
+    def __init__(self, message: str, field_errors: dict[str, str], retry_after: float) -> None:
+        super().__init__(message)
+        self.field_errors = field_errors
+        self.retry_after = retry_after
 
 
 class UnavailableError(PipelineError):

@@ -44,6 +44,14 @@ class PipelineMetrics:
             "Events later than their window (stored, in no window)",
             registry=r,
         )
+        self.budget_late = Counter(
+            "costops_budget_late_contributions_total",
+            "Spend for budget periods no longer kept (stored in ClickHouse, not in a budget)",
+            registry=r,
+        )
+        self.budget_rejections = Counter(
+            "costops_budget_rejected_events_total", "Events refused by ingestion for a hard budget", registry=r
+        )
         self.windows_scored = Counter(
             "costops_windows_scored_total", "Closed windows scored by the anomaly detectors", registry=r
         )

@@ -208,6 +208,17 @@ class WebhookSettings(_Section):
     """One attempt's time limit (connect and response)."""
 
 
+class BudgetSettings(_Section):
+    """Budgets (docs/budgets.md): how long spend is kept, and what a hard limit does."""
+
+    retention_days: int = Field(default=3, ge=1, le=60)
+    """Daily spend kept this many days before the newest event's day (monthly: the previous
+    month too); later events are still stored, but no longer count into a budget."""
+    hard_limit_action: Literal["reject", "flag"] = "reject"
+    """An event under an exceeded hard budget: ``reject`` answers 429 ``BUDGET_001``; ``flag``
+    accepts it and names the budgets in the answer (``budget_exceeded``)."""
+
+
 class ApiSettings(_Section):
     """The HTTP API."""
 
@@ -247,6 +258,7 @@ class Settings(BaseSettings):
     window: WindowSettings = WindowSettings()
     anomaly: AnomalySettings = AnomalySettings()
     webhooks: WebhookSettings = WebhookSettings()
+    budgets: BudgetSettings = BudgetSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
 
     @field_validator("log_level", mode="before")

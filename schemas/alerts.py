@@ -60,7 +60,10 @@ class Alert(BaseModel):
     expected_cost: Money | None
     impact: Money | None
     score: float | None
+    """Anomalies: the detector's score; budgets: the percent of the budget spent."""
     method: str
+    threshold: float | None
+    """Anomalies: the detector's threshold; budgets: the threshold (percent) reached."""
     severity: str
     direction: str
     windows: int

@@ -106,6 +106,16 @@ webhook_deliveries = Table(
     sqlite_autoincrement=True,
 )
 
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("organization_id", String(128), nullable=False),
+    Column("body", Text, nullable=False),  # the Budget as JSON (Decimals as strings)
+    Column("created_ms", BigInteger, nullable=False),
+    Index("budgets_organization", "organization_id"),
+)
+
 schema_migrations = Table(
     "control_schema_migrations",
     metadata,
@@ -126,7 +136,11 @@ def _v2_webhooks(conn: Connection) -> None:
     metadata.create_all(conn, tables=[webhooks, webhook_deliveries])
 
 
-MIGRATIONS: dict[int, Migration] = {1: _v1_tables, 2: _v2_webhooks}
+def _v3_budgets(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[budgets])
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_tables, 2: _v2_webhooks, 3: _v3_budgets}
 """Version -> step. Append only: an applied step never changes."""
 
 

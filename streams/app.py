@@ -12,6 +12,8 @@ from llm_cost_ops.metrics import CONTENT_TYPE_LATEST, PipelineMetrics
 from llm_cost_ops.settings import Settings
 from llm_cost_ops.wire import build_codec
 from schemas.provider import allowed_providers
+from streams.budget_step import BudgetDeps, KnownBudgets
+from streams.budgets import BudgetBook
 from streams.control import ControlFeed
 from streams.detect_agent import DetectDeps, register_detect_agent
 from streams.detectors import DetectorConfig
@@ -55,7 +57,12 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     def use_rules(book: RuleBook) -> None:
         pricer.rules = book  # whole: a take in progress keeps the book it started with
 
-    feed = ControlFeed(settings, use_rules)
+    budgets = KnownBudgets()
+
+    def use_budgets(book: BudgetBook) -> None:
+        budgets.book = book
+
+    feed = ControlFeed(settings, use_rules, use_budgets)
     # Changelog-backed: a restarted or rebalanced worker recovers each month's volume.
     # Values are JSON lists [total, partition, offset] (the app's default json serializer).
     volumes = app.Table("tier-volume", partitions=k.partitions, key_type=str)
@@ -75,6 +82,14 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
             windows=app.Table("windows-open", partitions=k.partitions, key_type=str),
             topic=topics.windows,
             metrics=metrics,
+        ),
+        budgets=BudgetDeps(
+            # Spend per series and period, and the thresholds reached (streams/budget_step.py).
+            spend=app.Table("budget-spend", partitions=k.partitions, key_type=str),
+            budgets=budgets,
+            alerts=topics.alerts,
+            metrics=metrics,
+            retention_days=settings.budgets.retention_days,
         ),
     )
     register_price_agent(app, topics, deps)

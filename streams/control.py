@@ -1,7 +1,8 @@
 """The ``control`` topic: how pricing changes reach every worker within seconds, no restart.
 
-The API owns the rules (the relational control store) and publishes a *snapshot* of all of
-them, keyed ``pricing-rules``, after every change and once a minute. The topic is compacted
+The API owns the rules and the budgets (the relational control store) and publishes a
+*snapshot* of all of each, keyed ``pricing-rules`` and ``budgets``, after every change and
+once a minute. The topic is compacted
 with one partition, so the latest snapshot is all a starting worker reads. A snapshot carries
 the store's audit version; a worker never goes back to an older one (two API replicas may
 publish out of order). Each worker reads the whole topic itself, outside its consumer group,
@@ -22,18 +23,38 @@ from pydantic import ValidationError
 
 from llm_cost_ops.kafka import bootstrap_servers, start_producer
 from llm_cost_ops.settings import Settings
+from schemas.budget import Budget
 from schemas.pricing_rule import PricingRule
+from streams.budgets import BudgetBook
 from streams.rules import RuleBook
 
 logger = logging.getLogger(__name__)
 
 PRICING_KEY = b"pricing-rules"
+BUDGETS_KEY = b"budgets"
 REPUBLISH_SECONDS = 60.0
+
+RuleSnapshot = Callable[[], tuple[list[PricingRule], int]]
+BudgetSnapshot = Callable[[], tuple[list[Budget], int]]
 
 
 def encode_snapshot(rules: list[PricingRule], version: int) -> bytes:
     body = {"kind": "pricing-rules", "version": version, "rules": [r.model_dump(mode="json") for r in rules]}
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def encode_budgets(budgets: list[Budget], version: int) -> bytes:
+    body = {"kind": "budgets", "version": version, "budgets": [b.model_dump(mode="json") for b in budgets]}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_budgets(value: bytes) -> BudgetBook:
+    """A budgets snapshot; ``ValueError`` when the message is not one."""
+    try:
+        body = json.loads(value)
+        return BudgetBook([Budget.model_validate(b) for b in body["budgets"]], int(body["version"]))
+    except (ValueError, KeyError, TypeError, ValidationError) as exc:
+        raise ValueError(f"not a budgets snapshot: {exc}") from exc
 
 
 def decode_snapshot(value: bytes) -> RuleBook:
@@ -47,16 +68,26 @@ def decode_snapshot(value: bytes) -> RuleBook:
 
 
 class ControlFeed:
-    """Reads the control topic into a worker: ``on_rules`` gets each newer rule book."""
+    """Reads the control topic into a worker: ``on_rules`` gets each newer rule book, and
+    ``on_budgets`` each newer set of budgets."""
 
-    def __init__(self, settings: Settings, on_rules: Callable[[RuleBook], None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        on_rules: Callable[[RuleBook], None],
+        on_budgets: Callable[[BudgetBook], None] | None = None,
+    ) -> None:
         self._settings = settings
         self._on_rules = on_rules
+        self._on_budgets = on_budgets
         self.version = -1
+        self.budgets_version = -1
         self.ready = asyncio.Event()
         """Set once the topic has been read to the end it had when the feed started."""
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
+        if key == BUDGETS_KEY and value and self._on_budgets is not None:
+            self._apply_budgets(value)
         if key != PRICING_KEY or not value:
             return
         try:
@@ -69,6 +100,19 @@ class ControlFeed:
         self.version = book.version
         self._on_rules(book)
         logger.info("pricing rules applied", extra={"version": book.version, "rules": len(book.rules)})
+
+    def _apply_budgets(self, value: bytes) -> None:
+        assert self._on_budgets is not None
+        try:
+            book = decode_budgets(value)
+        except ValueError as exc:
+            logger.error("ignored a control message: %s", exc)
+            return
+        if book.version <= self.budgets_version:
+            return
+        self.budgets_version = book.version
+        self._on_budgets(book)
+        logger.info("budgets applied", extra={"version": book.version, "budgets": len(book.budgets)})
 
     async def run(self) -> None:
         """Follow the topic until cancelled, reconnecting with backoff when the broker is away."""
@@ -104,16 +148,18 @@ class ControlFeed:
 
 
 class ControlPublisher:
-    """Publishes the store's rules to the control topic (API side).
+    """Publishes the store's rules and budgets to the control topic (API side).
 
-    ``snapshot`` returns ``(rules, version)`` from the control store; it runs in a thread and
-    must read the version first: rules at least as new as their version, so an older
-    snapshot delivered late never carries a newer version than the rules it holds.
+    ``snapshot`` returns ``(rules, version)`` from the control store, ``budgets`` returns
+    ``(budgets, version)``; they run in a thread and must read the version first: data at least
+    as new as its version, so an older snapshot delivered late never carries a newer version
+    than the data it holds.
     """
 
-    def __init__(self, settings: Settings, snapshot: Callable[[], tuple[list[PricingRule], int]]) -> None:
+    def __init__(self, settings: Settings, snapshot: RuleSnapshot, budgets: BudgetSnapshot | None = None) -> None:
         self._settings = settings
         self._snapshot = snapshot
+        self._budgets = budgets
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -129,13 +175,17 @@ class ControlPublisher:
         assert self._producer is not None, "start() first"
         async with self._lock:
             rules, version = await asyncio.to_thread(self._snapshot)
-            await self._producer.send_and_wait(
-                self._settings.kafka.control_topic,
-                encode_snapshot(rules, version),
-                key=PRICING_KEY,
-                headers=[("content-type", b"application/json")],
-            )
+            await self._send(PRICING_KEY, encode_snapshot(rules, version))
+            if self._budgets is not None:
+                budgets, budgets_version = await asyncio.to_thread(self._budgets)
+                await self._send(BUDGETS_KEY, encode_budgets(budgets, budgets_version))
             return version
+
+    async def _send(self, key: bytes, value: bytes) -> None:
+        assert self._producer is not None
+        await self._producer.send_and_wait(
+            self._settings.kafka.control_topic, value, key=key, headers=[("content-type", b"application/json")]
+        )
 
     async def changed(self) -> None:
         """After a write: publish now; a failure is logged and the periodic run publishes it.
@@ -143,7 +193,7 @@ class ControlPublisher:
         try:
             await self.publish()
         except Exception as exc:  # Kafka or the store: either way the periodic run catches up
-            logger.error("pricing change not yet published (will retry): %s", exc)
+            logger.error("control change not yet published (will retry): %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish at start and then every minute, so a missed or stale snapshot heals itself."""
@@ -151,6 +201,6 @@ class ControlPublisher:
             try:
                 await self.publish()
             except Exception as exc:  # a store or broker blip must not end the healing loop
-                logger.error("publishing pricing rules failed (will retry): %s", exc)
+                logger.error("publishing pricing rules and budgets failed (will retry): %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=REPUBLISH_SECONDS)

@@ -21,6 +21,7 @@ from llm_cost_ops.metrics import PipelineMetrics
 from schemas.codec import UsageCodec
 from schemas.columns import codes, dictionary_array, millis
 from schemas.priced import CONTENT_TYPE, PricingStatus, encode_priced
+from streams.budget_step import BudgetDeps, budget_take
 from streams.price_step import price_messages
 from streams.pricing import Pricer
 from streams.table_writes import during
@@ -48,6 +49,8 @@ class PriceAgentDeps:
     """Set once the control topic has been read: nothing is priced before the custom rules are known."""
     windows: WindowDeps | None = None
     """Event-time windows of the priced events (None: no windows)."""
+    budgets: BudgetDeps | None = None
+    """Budget spend and thresholds (None: no budgets)."""
 
 
 class TableVolumes:
@@ -143,8 +146,11 @@ async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: Pric
         _count(pa.concat_tables(priced_tables), deps.metrics)
     # The broker has every output of the batch before the next batch is taken.
     await asyncio.gather(*pending)
+    priced = [outcome.priced for outcome in outcomes]
     if deps.windows is not None:
-        await window_take(events, [outcome.priced for outcome in outcomes], deps.windows)
+        await window_take(events, priced, deps.windows)
+    if deps.budgets is not None:
+        await budget_take(events, priced, deps.budgets)
 
 
 def _count(priced: pa.Table, metrics: PipelineMetrics) -> None:

@@ -7,8 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from api.budget_view import next_period_s
+from api.context import ApiContext
 from api.deps import ContextDep, FiltersDep, ProducerDep, QueriesDep, json_body
-from llm_cost_ops.errors import InvalidInputError
+from llm_cost_ops.errors import BudgetExceededError, InvalidInputError
+from schemas.budget import Budget
 from schemas.errors import EventValidationError
 from schemas.query import UsageStats
 from schemas.usage import UsageEvent
@@ -46,13 +49,17 @@ async def create_usage(request: Request, context: ContextDep, producer: Producer
     except EventValidationError:
         context.metrics.events_rejected.inc()
         raise
+    over = _over_budget(context, event)
+    if over and context.settings.budgets.hard_limit_action == "reject":
+        context.metrics.budget_rejections.inc()
+        raise _budget_error(over, event)
     await producer.publish([event])
     context.metrics.events_ingested.inc()
-    return JSONResponse(
-        {"id": event.id, "status": "accepted", "organization_id": event.organization_id,
-         "timestamp": event.timestamp.isoformat()},
-        status_code=202,
-    )  # fmt: skip
+    answer: dict[str, Any] = {"id": event.id, "status": "accepted", "organization_id": event.organization_id,
+                              "timestamp": event.timestamp.isoformat()}  # fmt: skip
+    if over:
+        answer["budget_exceeded"] = [budget.id for budget in over]
+    return JSONResponse(answer, status_code=202)
 
 
 @router.post("/batch", status_code=202, openapi_extra={"requestBody": _BATCH_BODY})
@@ -73,18 +80,51 @@ async def create_usage_batch(request: Request, context: ContextDep, producer: Pr
         raise InvalidInputError("empty batch", {"records": "must not be empty"})
     accepted: list[UsageEvent] = []
     rejected: list[dict[str, Any]] = []
+    flagged: list[dict[str, Any]] = []
+    refusing = context.settings.budgets.hard_limit_action == "reject"
+    over_budget: list[tuple[UsageEvent, list[Budget]]] = []
     for index, record in enumerate(records):
         try:
-            accepted.append(UsageEvent.parse(record, context.providers))
+            event = UsageEvent.parse(record, context.providers)
         except EventValidationError as exc:
             rejected.append({"index": index, "field_errors": exc.field_errors})
-    context.metrics.events_rejected.inc(len(rejected))
+            context.metrics.events_rejected.inc()
+            continue
+        over = _over_budget(context, event)
+        if over and refusing:
+            error = _budget_error(over, event)
+            rejected.append({"index": index, "code": error.code, "field_errors": error.field_errors})
+            over_budget.append((event, over))
+            context.metrics.budget_rejections.inc()
+            continue
+        if over:
+            flagged.append({"index": index, "id": event.id, "budgets": [budget.id for budget in over]})
+        accepted.append(event)
     if not accepted:
+        if over_budget and len(over_budget) == len(rejected):
+            raise _budget_error([b for _, over in over_budget for b in over], over_budget[0][0])
         fields = {f"records[{r['index']}].{name}": why for r in rejected for name, why in r["field_errors"].items()}
         raise InvalidInputError(f"all {len(records)} records are invalid", fields)
     await producer.publish(accepted)
     context.metrics.events_ingested.inc(len(accepted))
-    return JSONResponse(
-        {"status": "accepted", "accepted": len(accepted), "ids": [e.id for e in accepted], "rejected": rejected},
-        status_code=202,
-    )
+    answer = {"status": "accepted", "accepted": len(accepted), "ids": [e.id for e in accepted], "rejected": rejected}
+    if flagged:
+        answer["budget_exceeded"] = flagged
+    return JSONResponse(answer, status_code=202)
+
+
+def _over_budget(context: ApiContext, event: UsageEvent) -> list[Budget]:
+    """The spent hard budgets ``event`` counts against (none without a spend board)."""
+    if context.board is None:
+        return []
+    return context.limits.exceeded(event, context.board)
+
+
+def _budget_error(over: list[Budget], event: UsageEvent) -> BudgetExceededError:
+    unique = {budget.id: budget for budget in over}
+    fields = {
+        f"budget.{b.id}": f"hard {b.period} budget {b.name!r} of {b.currency} {b.amount} is spent"
+        for b in unique.values()
+    }
+    wait = min(next_period_s(budget, event.timestamp) for budget in unique.values())
+    return BudgetExceededError(f"{len(unique)} hard budget(s) exceeded: {', '.join(unique)}", fields, wait)

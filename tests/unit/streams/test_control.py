@@ -53,3 +53,20 @@ def test_feed_ignores_what_is_not_a_snapshot() -> None:
     feed.apply(b"budgets", encode_snapshot([rule("price_a")], 5))  # another kind of control data
     feed.apply(PRICING_KEY, None)
     assert applied == []
+
+
+def test_feed_applies_newer_budget_snapshots_exactly() -> None:
+    from schemas.budget import Budget
+    from streams.budgets import BudgetBook
+    from streams.control import BUDGETS_KEY, encode_budgets
+
+    made = Budget(
+        id="bud_a", name="b", organization_id="o", amount="0.0000000001", created_at=datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    books: list[BudgetBook] = []
+    feed = ControlFeed(Settings(), lambda _: None, books.append)
+    feed.apply(BUDGETS_KEY, encode_budgets([made], 4))
+    feed.apply(BUDGETS_KEY, encode_budgets([], 3))  # older: ignored
+    feed.apply(BUDGETS_KEY, b"not json")
+    assert [(b.version, b.budgets) for b in books] == [(4, [made])]
+    assert books[0].budgets[0].amount == Decimal("0.0000000001")
