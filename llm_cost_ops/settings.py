@@ -137,6 +137,9 @@ class WindowSettings(_Section):
     max_skew_s: int = Field(default=300, ge=0)
     """Event times beyond now + this count as now for the watermark (a wrong clock must not
     close every window)."""
+    idle_s: float = Field(default=60.0, ge=0)
+    """A live partition without a message for this long gets a tick: its watermark moves to
+    now - idle_s, closing its windows without waiting for traffic (0: never)."""
 
     @field_validator("sizes_s", mode="before")
     @classmethod

@@ -17,10 +17,11 @@ from streams.budgets import BudgetBook
 from streams.control import ControlFeed
 from streams.detect_agent import DetectDeps, register_detect_agent
 from streams.detectors import DetectorConfig
+from streams.idle_tick import TICK_HEADER, TICK_VALUE, IdleTicker
 from streams.price_agent import PriceAgentDeps, register_price_agent
 from streams.pricing import PriceCatalog, Pricer
 from streams.rules import RuleBook
-from streams.topics import declare_topics
+from streams.topics import PipelineTopics, declare_topics
 from streams.window_step import WindowDeps
 
 
@@ -66,6 +67,8 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     # Changelog-backed: a restarted or rebalanced worker recovers each month's volume.
     # Values are JSON lists [total, partition, offset] (the app's default json serializer).
     volumes = app.Table("tier-volume", partitions=k.partitions, key_type=str)
+    windows_table = app.Table("windows-open", partitions=k.partitions, key_type=str)
+    ticker = _idle_ticker(app, settings, topics, windows_table) if settings.window.idle_s > 0 else None
     deps = PriceAgentDeps(
         codec=build_codec(settings),
         pricer=pricer,
@@ -79,7 +82,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
             config=settings.window,
             # Open windows and each partition's watermark (streams/window_step.py): a
             # restarted worker closes what its predecessor opened.
-            windows=app.Table("windows-open", partitions=k.partitions, key_type=str),
+            windows=windows_table,
             topic=topics.windows,
             metrics=metrics,
         ),
@@ -91,6 +94,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
             metrics=metrics,
             retention_days=settings.budgets.retention_days,
         ),
+        ticker=ticker,
     )
     register_price_agent(app, topics, deps)
     register_detect_agent(
@@ -111,6 +115,33 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     _register_pages(app, metrics)
     _refuse_acks_of_skipped_messages(app)
     return app
+
+
+def _idle_ticker(app: faust.App, settings: Settings, topics: PipelineTopics, windows: Any) -> IdleTicker:
+    """Ticks for this worker's idle usage partitions, checked four times per ``idle_s``."""
+    usage = settings.kafka.usage_topic
+
+    def watermark(partition: int) -> int | None:
+        value = windows.get(f"{partition}|mark")  # streams/window_step.py
+        return None if value is None else int(value)
+
+    def assigned() -> list[int]:
+        if app.rebalancing:
+            return []
+        return [tp.partition for tp in app.consumer.assignment() if tp.topic == usage]
+
+    async def send(partition: int, event_time_ms: int) -> None:
+        headers = [(TICK_HEADER, str(event_time_ms).encode())]
+        await topics.usage.send(key=None, value=TICK_VALUE, partition=partition, headers=headers)
+
+    ticker = IdleTicker(settings.window, watermark, assigned, send)
+
+    @app.timer(interval=max(0.5, settings.window.idle_s / 4))  # type: ignore[untyped-decorator]
+    async def idle_ticks() -> None:
+        await ticker.tick()
+
+    _ = idle_ticks
+    return ticker
 
 
 def _refuse_acks_of_skipped_messages(app: faust.App) -> None:

@@ -22,11 +22,10 @@ from streams.budgets import (
     BudgetBook,
     Counted,
     budget_alert,
-    count_spend,
+    count_take,
     crossings,
     mark_reached,
     oldest_kept,
-    spend_contributions,
 )
 from streams.table_writes import during
 
@@ -106,11 +105,11 @@ async def budget_take(events: Sequence[Any], priced: Sequence[pa.Table | None], 
     if not tables:
         return
     message = np.concatenate([np.full(table.num_rows, number, dtype=np.int64) for number, table in tables])
-    contributions = spend_contributions(pa.concat_tables([table for _, table in tables]), message)
     store = TableSpend(deps.spend, events)
     before = store.newest()
     positions = [(event.message.partition, event.message.offset) for event in events]
-    counted = count_spend(positions, contributions, store, before, deps.retention_days)
+    priced_rows = pa.concat_tables([table for _, table in tables])
+    counted = count_take(positions, priced_rows, message, store, before, deps.retention_days)
     if counted.skipped:
         deps.metrics.budget_late.inc(counted.skipped)
     found = crossings(counted, deps.budgets.book)

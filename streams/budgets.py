@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -56,7 +57,7 @@ class SpendKey:
     def end_s(self) -> int:
         return period_end(self.period, self.start_s)
 
-    @property
+    @cached_property
     def bucket(self) -> BucketKey:
         shard = zlib.crc32(f"{self.scope}|{self.member}".encode()) % SHARDS
         return BucketKey(self.period, self.start_s, self.organization_id, shard)
@@ -156,8 +157,9 @@ def oldest_kept(period: str, newest_s: int, retention_days: int) -> int:
 def spend_contributions(priced: pa.Table, message: np.ndarray) -> list[tuple[int, SpendKey, Decimal]]:
     """What each message adds to each spend: (message, key, cost). Events without a price add
     nothing. One group-by per scope: a message adds to as many series as it has members."""
+    columns = ["organization_id", *MEMBER_FIELDS.values(), "currency", "timestamp", "total_cost"]
     valid = pc.is_valid(priced.column("total_cost"))
-    priced = priced.filter(valid)
+    priced = priced.select(columns).filter(valid)  # the priced table is wide: filter what is read
     if priced.num_rows == 0:
         return []
     message = message[valid.to_numpy(zero_copy_only=False)]
@@ -218,8 +220,13 @@ def count_spend(
     store: SpendStore,
     newest_s: dict[int, int],
     retention_days: int,
-) -> Counted:
+    firsts: dict[int, int] | None = None,
+) -> Counted | None:
     """Add each message's contributions to the stored spends, once.
+
+    With ``firsts`` (partition -> its first offset in the take), each contribution stands for
+    several messages of its partition, from that first offset to its own: None when a bucket
+    was counted up to the middle of them (the caller counts message by message instead).
 
     ``positions``: (partition, offset) of each message of the take, in consumption order;
     ``newest_s``: the start of the newest day seen per partition (this take moves it on). A
@@ -237,10 +244,11 @@ def count_spend(
         if key.period == "daily":  # every event has a daily key: the newest day says how old a period is
             partition = positions[message][0]
             newest[partition] = max(newest.get(partition, 0), key.start_s)
+    kept = {(p, period): oldest_kept(period, day, retention_days) for p, day in newest.items() for period in PERIODS}
     skipped = 0
     for message, key, cost in items:
         partition, offset = positions[message]
-        if key.start_s < oldest_kept(key.period, newest[partition], retention_days):
+        if key.start_s < kept[(partition, key.period)]:
             skipped += 1
             continue
         slot = (partition, key.bucket)
@@ -250,12 +258,42 @@ def count_spend(
             stored_offset[slot] = buckets[slot].offset
         if offset <= stored_offset[slot]:
             continue  # counted before this take: a replay
+        if firsts is not None and firsts[partition] <= stored_offset[slot]:
+            return None  # counted up to the middle of the messages this contribution sums
         spends = buckets[slot].spends
         old = spends.get(key.slot)
         spends[key.slot] = Spend(cost if old is None else old.amount + cost, {} if old is None else old.reached)
     for (partition, _), bucket in buckets.items():
         bucket.offset = max(bucket.offset, last[partition])
     return Counted(buckets, newest, skipped)
+
+
+def count_take(
+    positions: Sequence[tuple[int, int]],
+    priced: pa.Table,
+    message: np.ndarray,
+    store: SpendStore,
+    newest_s: dict[int, int],
+    retention_days: int,
+) -> Counted:
+    """Count a take's priced events (row ``i`` from message ``message[i]``) into the spends.
+
+    Summed per partition first (a message adds to tens of series: per message, the sums would
+    cost more than the pricing); message by message only when a replay left a bucket counted
+    up to the middle of a partition's messages (a crash between two bucket writes).
+    """
+    last: dict[int, int] = {}
+    firsts: dict[int, int] = {}
+    for number, (partition, offset) in enumerate(positions):
+        last[partition] = number
+        firsts.setdefault(partition, offset)
+    stand_in = np.array([last[partition] for partition, _ in positions], dtype=np.int64)
+    summed = spend_contributions(priced, stand_in[message])
+    counted = count_spend(positions, summed, store, newest_s, retention_days, firsts)
+    if counted is None:
+        counted = count_spend(positions, spend_contributions(priced, message), store, newest_s, retention_days)
+    assert counted is not None
+    return counted
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from schemas.codec import UsageCodec
 from schemas.columns import codes, dictionary_array, millis
 from schemas.priced import CONTENT_TYPE, PricingStatus, encode_priced
 from streams.budget_step import BudgetDeps, budget_take
+from streams.idle_tick import IdleTicker, tick_ms
 from streams.price_step import price_messages
 from streams.pricing import Pricer
 from streams.table_writes import during
@@ -51,6 +52,8 @@ class PriceAgentDeps:
     """Event-time windows of the priced events (None: no windows)."""
     budgets: BudgetDeps | None = None
     """Budget spend and thresholds (None: no budgets)."""
+    ticker: IdleTicker | None = None
+    """Told which partitions had messages, for the idle ticks (None: no ticks)."""
 
 
 class TableVolumes:
@@ -110,16 +113,24 @@ def register_price_agent(app: faust.App, topics: PipelineTopics, deps: PriceAgen
     return price
 
 
-async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: PriceAgentDeps) -> None:
+async def _price_batch(take: Sequence[Any], topics: PipelineTopics, deps: PriceAgentDeps) -> None:
     if not deps.rules_ready.is_set():
         logger.info("waiting for the pricing rules on the control topic")
         await deps.rules_ready.wait()
+    if deps.ticker is not None:
+        deps.ticker.saw({event.message.partition for event in take})
+    # Idle ticks (streams/idle_tick.py) are for the windows only: never priced.
+    events = [event for event in take if tick_ms(event.message) is None]
     now_ms = millis(datetime.now(UTC))
     messages = [event.message for event in events]
     values = [m.value for m in messages]
     volumes = TableVolumes(deps.volumes, events)
-    outcomes = await _until_available(
-        partial(price_messages, values, deps.codec, deps.pricer, deps.providers, now_ms, volumes)
+    outcomes = (
+        await _until_available(
+            partial(price_messages, values, deps.codec, deps.pricer, deps.providers, now_ms, volumes)
+        )
+        if values
+        else []
     )
     pending = []
     priced_tables = []
@@ -148,7 +159,8 @@ async def _price_batch(events: Sequence[Any], topics: PipelineTopics, deps: Pric
     await asyncio.gather(*pending)
     priced = [outcome.priced for outcome in outcomes]
     if deps.windows is not None:
-        await window_take(events, priced, deps.windows)
+        of_event = dict(zip((id(event) for event in events), priced, strict=True))
+        await window_take(take, [of_event.get(id(event)) for event in take], deps.windows)
     if deps.budgets is not None:
         await budget_take(events, priced, deps.budgets)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.settings import WindowSettings
+from streams.idle_tick import tick_ms
 from streams.table_writes import during
 from streams.windows import Position, TakeMessage, Totals, WindowKey, WindowStore, advance, settle
 
@@ -122,7 +123,7 @@ async def window_take(events: Sequence[Any], priced: Sequence[Any], deps: Window
     deletions are written only once the broker has the closed windows."""
     store = TableWindows(deps.windows, events)
     take = [
-        TakeMessage(event.message.partition, event.message.offset, table)
+        TakeMessage(event.message.partition, event.message.offset, table, tick_ms(event.message))
         for event, table in zip(events, priced, strict=True)
     ]
     now = datetime.now(UTC)

@@ -161,6 +161,8 @@ class TakeMessage:
     partition: int
     offset: int
     priced: pa.Table | None
+    tick_ms: int | None = None
+    """An idle tick (streams/idle_tick.py): the event time the partition has reached, no event."""
 
 
 @dataclass(frozen=True)
@@ -280,15 +282,20 @@ def advance(messages: Sequence[TakeMessage], store: WindowStore, config: WindowS
         if message.priced is not None and message.priced.num_rows:
             tables.append(message.priced)
             numbers.append(np.full(message.priced.num_rows, number, dtype=np.int64))
-    if not tables:
+    ticks: dict[int, int] = {}
+    for message in messages:
+        if message.tick_ms is not None:
+            ticks[message.partition] = max(ticks.get(message.partition, message.tick_ms), message.tick_ms)
+    if not tables and not ticks:
         return TakeResult([], 0, {})
-    priced = pa.concat_tables(tables)
-    message_of_row = np.concatenate(numbers)
+    priced = pa.concat_tables(tables) if tables else None
+    message_of_row = np.concatenate(numbers) if numbers else np.zeros(0, dtype=np.int64)
     before = {m.partition: store.watermark(m.partition) for m in messages}
     grace = config.grace_s
     pending: dict[tuple[int, WindowKey], tuple[Totals, Position]] = {}
     late = 0
-    for number, key, totals in contributions(priced, message_of_row, config.sizes_s):
+    added = [] if priced is None else contributions(priced, message_of_row, config.sizes_s)
+    for number, key, totals in added:
         message = messages[number]
         partition, position = message.partition, (message.partition, message.offset)
         mark = before[partition]
@@ -308,7 +315,9 @@ def advance(messages: Sequence[TakeMessage], store: WindowStore, config: WindowS
     for (partition, key), (totals, position) in pending.items():
         store.set(partition, key, totals, position)
     ceiling = now_ms + config.max_skew_s * 1000
-    latest = _latest_per_partition(priced, message_of_row, messages)
+    latest = {} if priced is None else _latest_per_partition(priced, message_of_row, messages)
+    for partition, tick in ticks.items():
+        latest[partition] = max(latest.get(partition, tick), tick)
     after: dict[int, int] = {}
     closed: list[ClosedWindow] = []
     for partition, newest in latest.items():

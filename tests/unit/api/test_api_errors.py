@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from api.errors import STATUS, error_body, pipeline_error_handler, status_for
-from llm_cost_ops.errors import InvalidInputError, NotFoundError, PipelineError, UnavailableError
+from llm_cost_ops.errors import BudgetExceededError, InvalidInputError, NotFoundError, PipelineError, UnavailableError
 from llm_cost_ops.kafka import BrokerUnavailableError
 from llm_cost_ops.producer import PublishError
 from schemas.errors import DecodeError, EventValidationError, SchemaRegistryError, SchemaRegistryUnavailableError
@@ -45,8 +45,10 @@ def test_status_for(error: PipelineError, status: int) -> None:
     assert status_for(error) == status
 
 
-def test_status_table_covers_the_four_kinds() -> None:
-    expected = {InvalidInputError: 422, NotFoundError: 404, UnavailableError: 503, PipelineError: 500}
+def test_status_table_covers_the_five_kinds() -> None:
+    expected = {
+        InvalidInputError: 422, NotFoundError: 404, BudgetExceededError: 429, UnavailableError: 503, PipelineError: 500,
+    }  # fmt: skip
     assert dict(STATUS) == expected
 
 

@@ -20,6 +20,7 @@ from streams.budgets import (
     SpendKey,
     budget_alert,
     count_spend,
+    count_take,
     crossings,
     mark_reached,
     period_end,
@@ -81,8 +82,7 @@ def take(
     store: DictSpend, positions: list[tuple[int, int]], tables: list[pa.Table], book: BudgetBook, retention: int = 3
 ) -> list[Any]:
     message = np.concatenate([np.full(t.num_rows, i) for i, t in enumerate(tables)])
-    contributions = spend_contributions(pa.concat_tables(tables), message)
-    counted = count_spend(positions, contributions, store, store.newest, retention)
+    counted = count_take(positions, pa.concat_tables(tables), message, store, store.newest, retention)
     found = crossings(counted, book)
     mark_reached(counted, found)
     store.write(counted)
@@ -183,6 +183,7 @@ def test_periods_past_the_retention_are_not_counted() -> None:
     message = np.zeros(1)
     contributions = spend_contributions(priced({"timestamp": (T0 - DAY) * 1000}), message)  # March 30
     counted = count_spend([(0, 1)], contributions, store, store.newest, 3)
+    assert counted is not None
     # The daily keys (organization, model) are 11 days old; March is still the previous month.
     assert counted.skipped == 2
     assert all(key.period == "monthly" for _, key in counted.series_keys())
@@ -229,6 +230,7 @@ def test_a_crash_between_bucket_writes_counts_each_message_once() -> None:
     message = np.zeros(1)
     contributions = spend_contributions(priced({"total_cost": Decimal("2")}), message)
     counted = count_spend([(0, 1)], contributions, store, store.newest, 3)
+    assert counted is not None
     written = next(iter(counted.buckets))
     store.values[written[1].text(0)] = counted.buckets[written].dump()  # the crash: only this one landed
     take(store, [(0, 1)], [priced({"total_cost": Decimal("2")})], BudgetBook())
@@ -249,3 +251,20 @@ def test_budget_input_names_each_bad_field() -> None:
     assert "at most one" in caught.value.field_errors["model"]
     parsed = BudgetInput.parse({"name": "b", "organization_id": "o", "amount": "1", "thresholds": [100, 50, 50]})
     assert parsed.thresholds == [Decimal(50), Decimal(100)] and parsed.scope == "organization"
+
+
+def test_a_bucket_counted_up_to_the_middle_of_a_take_is_counted_message_by_message() -> None:
+    """Messages 1 and 2 replayed, with one bucket counted up to message 1 (an earlier, smaller
+    take landed there before a crash): the summed path cannot split them, the exact one does."""
+    store = DictSpend()
+    take(store, [(0, 0)], [priced({})], BudgetBook())
+    first = count_spend([(0, 1)], spend_contributions(priced({"total_cost": Decimal("2")}), np.zeros(1)), store, {}, 3)
+    assert first is not None
+    written = next(iter(first.buckets))
+    store.values[written[1].text(0)] = first.buckets[written].dump()
+    two = [priced({"total_cost": Decimal("2")}), priced({"total_cost": Decimal("4")})]
+    summed = spend_contributions(pa.concat_tables(two), np.array([1, 1]))
+    assert count_spend([(0, 1), (0, 2)], summed, store, store.newest, 3, {0: 1}) is None
+    take(store, [(0, 1), (0, 2)], two, BudgetBook())
+    for _, key in first.series_keys():
+        assert spend_of(store, key) == 7, key  # 1 + 2 + 4, each once
