@@ -58,7 +58,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 control = context.control = await asyncio.to_thread(ControlStore.open, settings.control_db_url)
                 publisher = ControlPublisher(settings, control.snapshot, BudgetStore(control).snapshot)
                 await publisher.start()
-                context.pricing_changed = publisher.changed
+                context.control_changed = publisher.changed
                 publishing = asyncio.create_task(publisher.run(context.stop), name="control-publisher")
                 context.producer = UsageProducer(settings, codec)
                 await context.producer.start()

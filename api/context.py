@@ -27,8 +27,8 @@ Role = Literal["api", "sink", "all"]
 """``api`` ingests and queries, ``sink`` writes ClickHouse, ``all`` both (embedded mode,
 where one process must own the chDB data path)."""
 
-PricingChanged = Callable[[], Awaitable[None]]
-"""Awaited by the pricing routes after every committed change. The change is stored by then,
+ControlChanged = Callable[[], Awaitable[None]]
+"""Awaited by the pricing and budget routes after every committed change. The change is stored by then,
 so an implementation should not raise when announcing it fails (the request would report a
 failure for a change that happened); it catches up later from :meth:`ControlStore.version`."""
 
@@ -51,7 +51,7 @@ class ApiContext:
     """Why the process is shutting itself down, if it is (set when the sink dies)."""
     control: ControlStore | None = None
     """Pricing rules and their audit log (roles ``api``/``all``)."""
-    pricing_changed: PricingChanged = _nothing_to_announce
+    control_changed: ControlChanged = _nothing_to_announce
     catalog: PriceCatalog = field(default_factory=PriceCatalog)
     """List prices, for repricing stored events (the workers price live ones)."""
     board: SpendBoard | None = None

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -59,13 +59,17 @@ class SpendKey:
 
     @cached_property
     def bucket(self) -> BucketKey:
-        shard = zlib.crc32(f"{self.scope}|{self.member}".encode()) % SHARDS
-        return BucketKey(self.period, self.start_s, self.organization_id, shard)
+        return BucketKey(self.period, self.start_s, self.organization_id, shard_of(self.scope, self.member))
 
     @property
     def slot(self) -> tuple[str, str, str]:
         """The key within its bucket."""
         return (self.scope, self.member, self.currency)
+
+
+@lru_cache(maxsize=65_536)
+def shard_of(scope: str, member: str) -> int:
+    return zlib.crc32(f"{scope}|{member}".encode()) % SHARDS
 
 
 @dataclass(frozen=True, order=True)
@@ -154,42 +158,57 @@ def oldest_kept(period: str, newest_s: int, retention_days: int) -> int:
     return period_start("monthly", period_start("monthly", newest_s) - 1)  # the previous month
 
 
-def spend_contributions(priced: pa.Table, message: np.ndarray) -> list[tuple[int, SpendKey, Decimal]]:
-    """What each message adds to each spend: (message, key, cost). Events without a price add
-    nothing. One group-by per scope: a message adds to as many series as it has members."""
+Contribution = tuple[int, str, int, str, str, str, str, Decimal]
+"""What one message adds to one spend: (message, period, period start, scope, organization,
+member, currency, cost). Plain tuples: a take has one per series and period."""
+
+
+def spend_contributions(priced: pa.Table, message: np.ndarray) -> list[Contribution]:
+    """What each message adds to each spend. Events without a price add nothing. The scopes
+    are stacked into one table: one group-by for the days, one for the months."""
     columns = ["organization_id", *MEMBER_FIELDS.values(), "currency", "timestamp", "total_cost"]
     valid = pc.is_valid(priced.column("total_cost"))
     priced = priced.select(columns).filter(valid)  # the priced table is wide: filter what is read
-    if priced.num_rows == 0:
+    rows = priced.num_rows
+    if rows == 0:
         return []
     message = message[valid.to_numpy(zero_copy_only=False)]
-    days = np.floor_divide(priced.column("timestamp").cast(pa.int64()).to_numpy(), DAY_S * 1000) * DAY_S
     base = {
         "message": pa.array(message.astype(np.int64)),
         "organization_id": priced.column("organization_id").cast(pa.string()),
         "currency": pc.fill_null(priced.column("currency").cast(pa.string()), "USD"),
-        "day": pa.array(days),
+        "day": pa.array(np.floor_divide(priced.column("timestamp").cast(pa.int64()).to_numpy(), DAY_S * 1000) * DAY_S),
         "cost": priced.column("total_cost"),
     }
-    months: dict[int, int] = {}
-    out: list[tuple[int, SpendKey, Decimal]] = []
-    for scope, column in SCOPE_COLUMNS.items():
-        member = pa.array([""] * priced.num_rows, pa.string()) if column is None else priced.column(column)
-        table = pa.table({**base, "member": member.cast(pa.string())})
-        if column is not None:
-            table = table.filter(pc.is_valid(table.column("member")))
-        grouped = table.group_by(["message", "organization_id", "member", "currency", "day"], use_threads=False)
-        by_month: dict[tuple[int, str, str, str, int], Decimal] = {}
-        for row in grouped.aggregate([("cost", "sum")]).to_pylist():
-            number, org, name, currency, day = (
-                row[c] for c in ("message", "organization_id", "member", "currency", "day")
-            )
-            out.append((number, SpendKey("daily", day, scope, org, name, currency), row["cost_sum"]))
-            month = months.setdefault(day, period_start("monthly", day))
-            slot = (number, org, name, currency, month)
-            by_month[slot] = by_month.get(slot, Decimal(0)) + row["cost_sum"]
-        for (number, org, name, currency, month), cost in by_month.items():
-            out.append((number, SpendKey("monthly", month, scope, org, name, currency), cost))
+    scopes = list(SCOPE_COLUMNS.items())
+    parts = []
+    for number, (_, column) in enumerate(scopes):
+        member = pa.repeat("", rows) if column is None else priced.column(column).cast(pa.string())
+        part = pa.table({**base, "scope": pa.array(np.full(rows, number, dtype=np.int8)), "member": member})
+        parts.append(part if column is None else part.filter(pc.is_valid(member)))
+    keys = ["message", "organization_id", "scope", "member", "currency"]
+    daily = pa.concat_tables(parts).group_by([*keys, "day"], use_threads=False).aggregate([("cost", "sum")])
+    days, day_index = np.unique(daily.column("day").to_numpy(), return_inverse=True)
+    months = np.array([period_start("monthly", int(day)) for day in days], dtype=np.int64)[day_index]
+    monthly = (
+        daily.append_column("month", pa.array(months))
+        .group_by([*keys, "month"], use_threads=False)
+        .aggregate([("cost_sum", "sum")])
+    )
+    names = [scope for scope, _ in scopes]
+    out: list[Contribution] = []
+    for period, table, start, cost in (
+        ("daily", daily, "day", "cost_sum"),
+        ("monthly", monthly, "month", "cost_sum_sum"),
+    ):
+        columns_ = (
+            table.column(name).to_pylist()
+            for name in ["message", start, "scope", "organization_id", "member", "currency", cost]
+        )
+        out.extend(
+            (number, period, begin, names[scope], org, member, currency, amount)
+            for number, begin, scope, org, member, currency, amount in zip(*columns_, strict=True)
+        )
     return out
 
 
@@ -216,7 +235,7 @@ class Counted:
 
 def count_spend(
     positions: Sequence[tuple[int, int]],
-    contributions: Iterable[tuple[int, SpendKey, Decimal]],
+    contributions: Iterable[Contribution],
     store: SpendStore,
     newest_s: dict[int, int],
     retention_days: int,
@@ -233,39 +252,42 @@ def count_spend(
     message at or below a bucket's stored offset is counted in it already (a replay); every
     bucket the take touched is counted up to the take's last offset of its partition.
     """
-    buckets: dict[tuple[int, BucketKey], Bucket] = {}
-    stored_offset: dict[tuple[int, BucketKey], int] = {}
     last: dict[int, int] = {}
     for partition, offset in positions:
         last[partition] = max(last.get(partition, -1), offset)
     newest = dict(newest_s)
     items = list(contributions)
-    for message, key, _ in items:
-        if key.period == "daily":  # every event has a daily key: the newest day says how old a period is
-            partition = positions[message][0]
-            newest[partition] = max(newest.get(partition, 0), key.start_s)
+    for number, period, start, *_ in items:
+        if period == "daily":  # every event has a daily spend: the newest day says how old a period is
+            partition = positions[number][0]
+            newest[partition] = max(newest.get(partition, 0), start)
     kept = {(p, period): oldest_kept(period, day, retention_days) for p, day in newest.items() for period in PERIODS}
+    buckets: dict[tuple[int, str, int, str, int], Bucket] = {}
+    stored_offset: dict[tuple[int, str, int, str, int], int] = {}
     skipped = 0
-    for message, key, cost in items:
-        partition, offset = positions[message]
-        if key.start_s < kept[(partition, key.period)]:
+    for number, period, start, scope, org, member, currency, cost in items:
+        partition, offset = positions[number]
+        if start < kept[(partition, period)]:
             skipped += 1
             continue
-        slot = (partition, key.bucket)
-        if slot not in buckets:
-            stored = store.get(partition, key.bucket)
-            buckets[slot] = Bucket() if stored is None else Bucket(stored.offset, dict(stored.spends))
-            stored_offset[slot] = buckets[slot].offset
-        if offset <= stored_offset[slot]:
+        slot = (partition, period, start, org, shard_of(scope, member))
+        bucket = buckets.get(slot)
+        if bucket is None:
+            stored = store.get(partition, BucketKey(period, start, org, slot[4]))
+            bucket = buckets[slot] = Bucket() if stored is None else Bucket(stored.offset, dict(stored.spends))
+            stored_offset[slot] = bucket.offset
+        counted_to = stored_offset[slot]
+        if offset <= counted_to:
             continue  # counted before this take: a replay
-        if firsts is not None and firsts[partition] <= stored_offset[slot]:
+        if firsts is not None and firsts[partition] <= counted_to:
             return None  # counted up to the middle of the messages this contribution sums
-        spends = buckets[slot].spends
-        old = spends.get(key.slot)
-        spends[key.slot] = Spend(cost if old is None else old.amount + cost, {} if old is None else old.reached)
-    for (partition, _), bucket in buckets.items():
+        series = (scope, member, currency)
+        old = bucket.spends.get(series)
+        bucket.spends[series] = Spend(cost) if old is None else Spend(old.amount + cost, old.reached)
+    for (partition, *_), bucket in buckets.items():
         bucket.offset = max(bucket.offset, last[partition])
-    return Counted(buckets, newest, skipped)
+    named = {(p, BucketKey(period, start, org, shard)): b for (p, period, start, org, shard), b in buckets.items()}
+    return Counted(named, newest, skipped)
 
 
 def count_take(
@@ -311,23 +333,24 @@ class BudgetBook:
     def __init__(self, budgets: Iterable[Budget] = (), version: int = -1) -> None:
         self.version = version
         self.budgets = list(budgets)
-        self._by_series: dict[tuple[str, tuple[str, str, str, str]], list[Budget]] = {}
+        self._by_organization: dict[tuple[str, str], list[Budget]] = {}
         for budget in self.budgets:
-            self._by_series.setdefault((budget.period, budget.series), []).append(budget)
+            self._by_organization.setdefault((budget.period, budget.organization_id), []).append(budget)
 
-    def on(self, key: SpendKey) -> list[Budget]:
-        return self._by_series.get((key.period, key.series), [])
+    def of(self, period: str, organization_id: str) -> list[Budget]:
+        return self._by_organization.get((period, organization_id), [])
 
 
 def crossings(counted: Counted, book: BudgetBook) -> list[Crossing]:
-    """Thresholds reached in this take and not reached before in the period, lowest first."""
+    """Thresholds reached in this take and not reached before in the period, lowest first.
+    Every spend of a touched bucket is read (a new budget may read one the take left alone)."""
     found = []
-    for partition, key in counted.series_keys():
-        budgets = book.on(key)
-        if not budgets:
-            continue
-        spend = counted.spend(partition, key)
-        for budget in budgets:
+    for (partition, bucket), value in sorted(counted.buckets.items()):
+        for budget in book.of(bucket.period, bucket.organization_id):
+            key = SpendKey(bucket.period, bucket.start_s, *budget.series)
+            spend = value.spends.get(key.slot)
+            if spend is None or key.bucket != bucket:
+                continue
             reached = set(spend.reached.get(budget.id, []))
             for percent in budget.thresholds:
                 if percent not in reached and spend.amount * 100 >= budget.amount * percent:

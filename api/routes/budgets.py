@@ -27,7 +27,7 @@ async def create_budget(request: Request, context: ContextDep, actor: ActorDep) 
     budget makes ingestion reject (or flag) the scope's events once it is spent."""
     budget = BudgetInput.parse(await json_body(request))
     created = await asyncio.to_thread(context.budgets.create, budget, actor)
-    await context.pricing_changed()
+    await context.control_changed()
     return created
 
 
@@ -57,14 +57,14 @@ async def replace_budget(request: Request, context: ContextDep, actor: ActorDep,
     """A new definition under the same id; thresholds already reached in the period stay reached."""
     budget = BudgetInput.parse(await json_body(request))
     replaced = await asyncio.to_thread(context.budgets.replace, budget_id, budget, actor)
-    await context.pricing_changed()
+    await context.control_changed()
     return replaced
 
 
 @router.delete("/{budget_id}", response_model=Budget)
 async def delete_budget(context: ContextDep, actor: ActorDep, budget_id: str) -> Budget:
     deleted = await asyncio.to_thread(context.budgets.delete, budget_id, actor)
-    await context.pricing_changed()
+    await context.control_changed()
     return deleted
 
 

@@ -1,7 +1,7 @@
 """Custom pricing rules: create, list, read, replace, delete, and each rule's audit history.
 
 Writes run in a worker thread (the store is synchronous) and, once committed, are announced
-through ``context.pricing_changed`` so that the pricing workers pick them up.
+through ``context.control_changed`` so that the pricing workers pick them up.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ async def create_pricing_rule(
     of the same provider, model and scope."""
     rule = await _rule_input(request)
     created = await asyncio.to_thread(control.create_rule, rule, actor)
-    await context.pricing_changed()
+    await context.control_changed()
     return created
 
 
@@ -69,7 +69,7 @@ async def replace_pricing_rule(
     """Replace every field of a rule (omitted optional fields take their defaults)."""
     rule = await _rule_input(request)
     updated = await asyncio.to_thread(control.update_rule, rule_id, rule, actor)
-    await context.pricing_changed()
+    await context.control_changed()
     return updated
 
 
@@ -77,7 +77,7 @@ async def replace_pricing_rule(
 async def delete_pricing_rule(context: ContextDep, control: ControlDep, actor: ActorDep, rule_id: str) -> PricingRule:
     """Delete a rule; the answer is the rule as it was. Its history stays."""
     deleted = await asyncio.to_thread(control.delete_rule, rule_id, actor)
-    await context.pricing_changed()
+    await context.control_changed()
     return deleted
 
 

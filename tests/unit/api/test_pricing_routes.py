@@ -37,7 +37,7 @@ class PricingContext:
     control: ControlStore | None
     announced: int = 0
 
-    async def pricing_changed(self) -> None:
+    async def control_changed(self) -> None:
         self.announced += 1
 
 

@@ -28,7 +28,7 @@ class _Context:
     def __init__(self, control: ControlStore) -> None:
         self.control = control
 
-    async def pricing_changed(self) -> None:
+    async def control_changed(self) -> None:
         return None
 
 
