@@ -65,7 +65,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 notifier = WebhookNotifier(settings, WebhookStore(control), metrics)
                 notifying = asyncio.create_task(notifier.run(context.stop), name="webhooks")
                 # Budgets (for hard limits) from the control topic, spend from the workers' table.
-                feed = ControlFeed(settings, lambda _rules: None, context.limits.use)
+                feed = ControlFeed(settings, lambda _rules: None, context.limits.use, pricing=False)
                 board = context.board = SpendBoard(settings)
                 following = [
                     asyncio.create_task(feed.run(), name="control-feed"),

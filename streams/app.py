@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from typing import Any
 
 import faust
+from faust.types import TP
 from faust.web import Request, Response, View
 
 from llm_cost_ops.kafka import bootstrap_servers
@@ -23,6 +26,8 @@ from streams.pricing import PriceCatalog, Pricer
 from streams.rules import RuleBook
 from streams.topics import PipelineTopics, declare_topics
 from streams.window_step import WindowDeps
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> faust.App:
@@ -114,6 +119,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     app.task(follow_control)
     _register_pages(app, metrics)
     _refuse_acks_of_skipped_messages(app)
+    _rewind_uncommitted_partitions(app)
     return app
 
 
@@ -150,9 +156,10 @@ def _refuse_acks_of_skipped_messages(app: faust.App) -> None:
     A message fetched before a rebalance and delivered after it (flow control stopped, or an
     older generation) is skipped by Faust's stream *and acknowledged* (faust/streams.py,
     ``_py_aiter``), so the revocation's commit could move past it and the partition's next
-    owner would never see it. The fault test lost 979 events that way. Such a message never
-    entered a stream (it is not ``tracked``): its acknowledgement is refused, and it is
-    fetched again, by this worker or the next owner, from the committed offset.
+    owner would never see it. Such a message never entered a stream (it is not ``tracked``):
+    its acknowledgement is refused, and it is fetched again, by this worker or the next
+    owner, from the committed offset. (The two-worker loss of the fault test turned out to
+    come from another path, see ``_rewind_uncommitted_partitions``; this one stays closed.)
     """
     consumer = app.consumer
     acknowledge = consumer.ack
@@ -163,6 +170,43 @@ def _refuse_acks_of_skipped_messages(app: faust.App) -> None:
         return bool(acknowledge(message))
 
     consumer.ack = ack  # type: ignore[method-assign]
+
+
+def _rewind_uncommitted_partitions(app: faust.App) -> None:
+    """Never leave a source partition past records Faust dropped: when Faust seeks to the
+    committed offsets, a partition with no committed offset goes back to its beginning.
+
+    Faust drops the records it fetched for a partition it holds paused, during a rebalance or
+    a table recovery (``Consumer.getmany`` keeps only the active partitions' records), and
+    relies on ``perform_seek``, a seek to the committed offsets, to fetch them again. But
+    aiokafka's ``seek_to_committed`` leaves a partition without a committed offset (or with 0)
+    where it is, past the dropped records, and the next commit skips them. With two workers
+    this happens after each rebalance: each worker reads the other's standby changelogs while
+    its new source partitions are still paused, and their records are fetched and dropped.
+    The fault test lost thousands of events this way, from the partitions a worker was
+    killed before it first committed. Here such partitions are sought to their beginning,
+    where ``consumer_auto_offset_reset="earliest"`` starts them; whatever is read twice
+    collapses downstream (docs/delivery.md).
+    """
+    consumer: Any = app.consumer  # ConsumerT declares neither seek_to_committed nor earliest_offsets
+    seek_to_committed = consumer.seek_to_committed
+
+    async def seek_to_committed_or_beginning() -> Mapping[TP, int | None]:
+        committed: Mapping[TP, int | None] = await seek_to_committed()  # None: no commit
+        uncommitted = [
+            tp
+            for tp, offset in committed.items()
+            # Changelog partitions are never committed: table recovery positions them itself.
+            if (offset is None or offset <= 0) and app.topics.acks_enabled_for(tp.topic)
+        ]
+        if uncommitted:
+            names = ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in uncommitted))
+            logger.info("no committed offset: reading %s from the beginning", names)
+            earliest = await consumer.earliest_offsets(*uncommitted)
+            await consumer.seek_wait({tp: earliest[tp] for tp in uncommitted})
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed_or_beginning
 
 
 def _register_pages(app: faust.App, metrics: PipelineMetrics) -> None:

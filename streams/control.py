@@ -76,8 +76,11 @@ class ControlFeed:
         settings: Settings,
         on_rules: Callable[[RuleBook], None],
         on_budgets: Callable[[BudgetBook], None] | None = None,
+        pricing: bool = True,
     ) -> None:
+        """``pricing``: this reader prices events (a worker), so it warns when no rules exist yet."""
         self._settings = settings
+        self._pricing = pricing
         self._on_rules = on_rules
         self._on_budgets = on_budgets
         self.version = -1
@@ -135,7 +138,7 @@ class ControlFeed:
             consumer.assign([topic])
             await consumer.seek_to_beginning(topic)
             end = (await consumer.end_offsets([topic]))[topic]
-            if end == 0 and not self.ready.is_set():
+            if end == 0 and not self.ready.is_set() and self._pricing:
                 logger.warning("no pricing rules published yet: list prices only until the API publishes")
             while True:
                 if not self.ready.is_set() and await consumer.position(topic) >= end:

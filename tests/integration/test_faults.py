@@ -4,8 +4,9 @@ A publisher trickles N events of known exact cost into ``usage-events`` (a few p
 a second time, in other messages, as a producer's retry would; poison messages in between)
 while the test, at random moments:
 
-- SIGKILLs the worker three times, restarting it each time (``COSTOPS_FAULT_WORKERS=2``: two
-  workers in one group, each killed in turn; that variant loses events today, see WORKERS);
+- SIGKILLs a worker three times, restarting it each time (two workers in one group, each
+  killed in turn: its partitions move to the survivor and back; ``COSTOPS_FAULT_WORKERS=1``
+  runs one);
 - SIGKILLs the API+sink process while the sink is writing, and restarts it;
 - makes ClickHouse refuse every write for a while (the table directories made immutable, so
   the engine's inserts fail as they do on a read-only or failed disk).
@@ -49,10 +50,9 @@ from processes import Process, pipeline_env, query_stopped_chdb, wait_ok
 pytestmark = pytest.mark.integration
 
 SOAK = os.environ.get("COSTOPS_FAULT_SOAK") == "1"
-WORKERS = int(os.environ.get("COSTOPS_FAULT_WORKERS", "1"))
+WORKERS = int(os.environ.get("COSTOPS_FAULT_WORKERS", "2"))
 """Worker processes in the group. With 2, a killed worker's partitions move to the survivor
-and back when it returns: that variant currently LOSES events (up to 3 % of a run, see
-docs/delivery.md, "Known loss with two workers") and is opt-in until it is fixed."""
+and back when it returns (docs/delivery.md, "Several workers")."""
 EVENTS = 400_000 if SOAK else 100_000
 ROUNDS = 4 if SOAK else 1
 """How many times the fault schedule runs."""
