@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 PRICING_KEY = b"pricing-rules"
 BUDGETS_KEY = b"budgets"
 REPUBLISH_SECONDS = 60.0
+
+B = TypeVar("B", RuleBook, BudgetBook)
 
 RuleSnapshot = Callable[[], tuple[list[PricingRule], int]]
 BudgetSnapshot = Callable[[], tuple[list[Budget], int]]
@@ -89,33 +92,31 @@ class ControlFeed:
         """Set once the topic has been read to the end it had when the feed started."""
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
-        if key == BUDGETS_KEY and value and self._on_budgets is not None:
-            self._apply_budgets(value)
-        if key != PRICING_KEY or not value:
+        if not value:
             return
-        try:
-            book = decode_snapshot(value)
-        except ValueError as exc:
-            logger.error("ignored a control message: %s", exc)
-            return
-        if book.version <= self.version:
-            return  # the rules of this version are applied already, or newer ones are
-        self.version = book.version
-        self._on_rules(book)
-        logger.info("pricing rules applied", extra={"version": book.version, "rules": len(book.rules)})
+        if key == PRICING_KEY:
+            rules = self._decoded(decode_snapshot, value, self.version)
+            if rules is not None:
+                self.version = rules.version
+                self._on_rules(rules)
+                logger.info("pricing rules applied", extra={"version": rules.version, "rules": len(rules.rules)})
+        elif key == BUDGETS_KEY and self._on_budgets is not None:
+            budgets = self._decoded(decode_budgets, value, self.budgets_version)
+            if budgets is not None:
+                self.budgets_version = budgets.version
+                self._on_budgets(budgets)
+                logger.info("budgets applied", extra={"version": budgets.version, "budgets": len(budgets.budgets)})
 
-    def _apply_budgets(self, value: bytes) -> None:
-        assert self._on_budgets is not None
+    @staticmethod
+    def _decoded(decode: Callable[[bytes], B], value: bytes, applied: int) -> B | None:
+        """The snapshot if it is newer than the version applied; None if it is not, or is not
+        a snapshot (two API replicas may publish out of order)."""
         try:
-            book = decode_budgets(value)
+            snapshot = decode(value)
         except ValueError as exc:
             logger.error("ignored a control message: %s", exc)
-            return
-        if book.version <= self.budgets_version:
-            return
-        self.budgets_version = book.version
-        self._on_budgets(book)
-        logger.info("budgets applied", extra={"version": book.version, "budgets": len(book.budgets)})
+            return None
+        return snapshot if snapshot.version > applied else None
 
     async def run(self) -> None:
         """Follow the topic until cancelled, reconnecting with backoff when the broker is away."""
