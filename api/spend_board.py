@@ -42,6 +42,9 @@ class SpendBoard:
         self._settings = settings
         self._buckets: dict[str, tuple[BucketKey, Bucket]] = {}
         self._totals: dict[SpendKey, Decimal] = {}
+        self._positions: dict[TopicPartition, int] = {}
+        """Where to resume after a reconnect: reading again from the start would replay old
+        values over newer ones until it caught up."""
         self.as_of: datetime | None = None
 
     def spend(self, key: SpendKey) -> Decimal:
@@ -100,17 +103,25 @@ class SpendBoard:
             if not partitions:
                 return
             consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            for tp in partitions:
+                if tp in self._positions:
+                    consumer.seek(tp, self._positions[tp])
+                else:
+                    await consumer.seek_to_beginning(tp)
             while not stop.is_set():
                 batch = await consumer.getmany(*partitions, timeout_ms=500)
-                for records in batch.values():
+                for tp, records in batch.items():
                     for record in records:
                         self.apply(record.key, record.value)
-                if not batch:  # nothing new: caught up, if the positions are the ends
-                    ends = await consumer.end_offsets(partitions)
-                    positions = [await consumer.position(tp) for tp in partitions]
-                    if all(position >= ends[tp] for position, tp in zip(positions, partitions, strict=True)):
-                        self.as_of = datetime.now(UTC)
+                    if records:
+                        self._positions[tp] = records[-1].offset + 1
+                # Caught up when every partition is at the end the last fetch reported.
+                ends = [consumer.highwater(tp) for tp in partitions]
+                if all(
+                    end is not None and self._positions.get(tp, 0) >= end
+                    for tp, end in zip(partitions, ends, strict=True)
+                ):
+                    self.as_of = datetime.now(UTC)
         finally:
             await consumer.stop()
 

@@ -126,5 +126,6 @@ class BudgetStatus(BaseModel):
 
 class BudgetList(BaseModel):
     data: list[BudgetStatus]
-    as_of: datetime
-    """Spend is counted by the pipeline up to this moment (the board's last update)."""
+    as_of: datetime | None
+    """When this API process last had every spend the workers had written (None: not yet, e.g.
+    no worker has run; spend then reads as 0)."""

@@ -144,7 +144,10 @@ def _idle_ticker(app: faust.App, settings: Settings, topics: PipelineTopics, win
 
     @app.timer(interval=max(0.5, settings.window.idle_s / 4))  # type: ignore[untyped-decorator]
     async def idle_ticks() -> None:
-        await ticker.tick()
+        try:
+            await ticker.tick()
+        except Exception as exc:  # a timer that raises stops the worker; a tick is only an optimisation
+            logger.warning("idle tick skipped: %s", exc)
 
     _ = idle_ticks
     return ticker

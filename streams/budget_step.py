@@ -101,6 +101,7 @@ async def budget_take(events: Sequence[Any], priced: Sequence[pa.Table | None], 
     """Count a take into its spends; the alerts of the thresholds it reaches are produced and
     acknowledged before the spends (which record them) are written: a crash in between raises
     the same alerts (same ids) again, never none."""
+    events, priced = _once_each(events, priced)
     tables = [(number, table) for number, table in enumerate(priced) if table is not None and table.num_rows]
     if not tables:
         return
@@ -109,11 +110,11 @@ async def budget_take(events: Sequence[Any], priced: Sequence[pa.Table | None], 
     before = store.newest()
     positions = [(event.message.partition, event.message.offset) for event in events]
     priced_rows = pa.concat_tables([table for _, table in tables])
-    counted = count_take(positions, priced_rows, message, store, before, deps.retention_days)
+    now = datetime.now(UTC)
+    counted = count_take(positions, priced_rows, message, store, before, deps.retention_days, int(now.timestamp()))
     if counted.skipped:
         deps.metrics.budget_late.inc(counted.skipped)
     found = crossings(counted, deps.budgets.book)
-    now = datetime.now(UTC)
     sends = []
     for crossing in found:
         alert = budget_alert(crossing, now)
@@ -124,3 +125,13 @@ async def budget_take(events: Sequence[Any], priced: Sequence[pa.Table | None], 
     await asyncio.gather(*sends)
     mark_reached(counted, found)
     store.write(counted, before, deps.retention_days)
+
+
+def _once_each(events: Sequence[Any], priced: Sequence[pa.Table | None]) -> tuple[list[Any], list[pa.Table | None]]:
+    """The take without a message delivered twice in it (a seek back during a rebalance can
+    hand Faust the same offsets again), in offset order per partition."""
+    seen: dict[tuple[int, int], int] = {}
+    for number, event in enumerate(events):
+        seen.setdefault((event.message.partition, event.message.offset), number)
+    kept = sorted(seen.items())
+    return [events[number] for _, number in kept], [priced[number] for _, number in kept]

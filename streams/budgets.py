@@ -240,6 +240,7 @@ def count_spend(
     newest_s: dict[int, int],
     retention_days: int,
     firsts: dict[int, int] | None = None,
+    ceiling_s: int = 2**62,
 ) -> Counted | None:
     """Add each message's contributions to the stored spends, once.
 
@@ -247,8 +248,9 @@ def count_spend(
     several messages of its partition, from that first offset to its own: None when a bucket
     was counted up to the middle of them (the caller counts message by message instead).
 
-    ``positions``: (partition, offset) of each message of the take, in consumption order;
-    ``newest_s``: the start of the newest day seen per partition (this take moves it on). A
+    ``positions``: (partition, offset) of each message of the take, each once, offsets rising
+    within a partition; ``newest_s``: the start of the newest day seen per partition (this take
+    moves it on, up to ``ceiling_s``). A
     message at or below a bucket's stored offset is counted in it already (a replay); every
     bucket the take touched is counted up to the take's last offset of its partition.
     """
@@ -260,7 +262,8 @@ def count_spend(
     for number, period, start, *_ in items:
         if period == "daily":  # every event has a daily spend: the newest day says how old a period is
             partition = positions[number][0]
-            newest[partition] = max(newest.get(partition, 0), start)
+            # Clamped: one event from the far future must not expire every real period.
+            newest[partition] = max(newest.get(partition, 0), min(start, ceiling_s))
     kept = {(p, period): oldest_kept(period, day, retention_days) for p, day in newest.items() for period in PERIODS}
     buckets: dict[tuple[int, str, int, str, int], Bucket] = {}
     stored_offset: dict[tuple[int, str, int, str, int], int] = {}
@@ -297,8 +300,11 @@ def count_take(
     store: SpendStore,
     newest_s: dict[int, int],
     retention_days: int,
+    now_s: int,
 ) -> Counted:
     """Count a take's priced events (row ``i`` from message ``message[i]``) into the spends.
+    ``positions`` must hold each message once, offsets rising within a partition (the budget
+    step drops a message delivered twice in one take).
 
     Summed per partition first (a message adds to tens of series: per message, the sums would
     cost more than the pricing); message by message only when a replay left a bucket counted
@@ -311,9 +317,11 @@ def count_take(
         firsts.setdefault(partition, offset)
     stand_in = np.array([last[partition] for partition, _ in positions], dtype=np.int64)
     summed = spend_contributions(priced, stand_in[message])
-    counted = count_spend(positions, summed, store, newest_s, retention_days, firsts)
+    ceiling = now_s + DAY_S
+    counted = count_spend(positions, summed, store, newest_s, retention_days, firsts, ceiling)
     if counted is None:
-        counted = count_spend(positions, spend_contributions(priced, message), store, newest_s, retention_days)
+        exact = spend_contributions(priced, message)
+        counted = count_spend(positions, exact, store, newest_s, retention_days, ceiling_s=ceiling)
     assert counted is not None
     return counted
 
@@ -347,6 +355,8 @@ def crossings(counted: Counted, book: BudgetBook) -> list[Crossing]:
     found = []
     for (partition, bucket), value in sorted(counted.buckets.items()):
         for budget in book.of(bucket.period, bucket.organization_id):
+            if period_end(bucket.period, bucket.start_s) <= budget.created_at.timestamp():
+                continue  # a period that ended before the budget existed (a late event for it)
             key = SpendKey(bucket.period, bucket.start_s, *budget.series)
             spend = value.spends.get(key.slot)
             if spend is None or key.bucket != bucket:

@@ -41,7 +41,7 @@ async def list_budgets(
     board = context.spend
     moment = at or datetime.now(UTC)
     budgets = await asyncio.to_thread(context.budgets.all, organization_id)
-    return BudgetList(data=[status(b, board, moment) for b in budgets], as_of=board.as_of or moment)
+    return BudgetList(data=[status(b, board, moment) for b in budgets], as_of=board.as_of)
 
 
 @router.get("/{budget_id}", response_model=BudgetStatus)

@@ -126,5 +126,5 @@ def _budget_error(over: list[Budget], event: UsageEvent) -> BudgetExceededError:
         f"budget.{b.id}": f"hard {b.period} budget {b.name!r} of {b.currency} {b.amount} is spent"
         for b in unique.values()
     }
-    wait = min(next_period_s(budget, event.timestamp) for budget in unique.values())
+    wait = max(next_period_s(budget, event.timestamp) for budget in unique.values())  # until all have reset
     return BudgetExceededError(f"{len(unique)} hard budget(s) exceeded: {', '.join(unique)}", fields, wait)

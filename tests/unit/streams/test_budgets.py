@@ -82,7 +82,7 @@ def take(
     store: DictSpend, positions: list[tuple[int, int]], tables: list[pa.Table], book: BudgetBook, retention: int = 3
 ) -> list[Any]:
     message = np.concatenate([np.full(t.num_rows, i) for i, t in enumerate(tables)])
-    counted = count_take(positions, pa.concat_tables(tables), message, store, store.newest, retention)
+    counted = count_take(positions, pa.concat_tables(tables), message, store, store.newest, retention, T0 + 100 * DAY)
     found = crossings(counted, book)
     mark_reached(counted, found)
     store.write(counted)
@@ -268,3 +268,25 @@ def test_a_bucket_counted_up_to_the_middle_of_a_take_is_counted_message_by_messa
     take(store, [(0, 1), (0, 2)], two, BudgetBook())
     for _, key in first.series_keys():
         assert spend_of(store, key) == 7, key  # 1 + 2 + 4, each once
+
+
+def test_a_budget_does_not_alert_for_a_period_that_ended_before_it_existed() -> None:
+    store = DictSpend()
+    later = budget(created_at=datetime(2026, 4, 2, tzinfo=UTC), thresholds=["100"])
+    april = priced({"total_cost": Decimal("10"), "timestamp": (APRIL + DAY) * 1000})
+    march = priced({"total_cost": Decimal("10")})  # late, for March: still kept, never alerted
+    fired = take(store, [(0, 0), (0, 1)], [april, march], BudgetBook([later]))
+    assert [(c.key.start_s, c.percent) for c in fired] == [(APRIL, Decimal(100))]
+
+
+def test_a_message_delivered_twice_in_a_take_counts_once() -> None:
+    from types import SimpleNamespace
+
+    from streams.budget_step import _once_each
+
+    events = [
+        SimpleNamespace(message=SimpleNamespace(partition=p, offset=o)) for p, o in [(1, 5), (0, 3), (1, 5), (1, 4)]
+    ]
+    kept, tables = _once_each(events, ["a", "b", "c", "d"])  # type: ignore[list-item]
+    assert [(e.message.partition, e.message.offset) for e in kept] == [(0, 3), (1, 4), (1, 5)]
+    assert tables == ["b", "d", "a"]
