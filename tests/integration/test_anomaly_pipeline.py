@@ -134,7 +134,15 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
             assert client.post("/api/v1/usage/batch", json={"records": flush}).status_code == 202
             wait_for(lambda: stored(client) >= len(records) + 2, "every event stored")
             # Windows of both sizes, organization and model dimensions, both organizations.
-            wait_for(lambda: windows_written(client) >= HOURS * (1 + EVENTS_PER_HOUR) * 2 * 2, "every window")
+            expected_windows = HOURS * (1 + EVENTS_PER_HOUR) * 2 * 2
+            worker_metrics = worker_ready.replace("/ready", "/metrics")
+            try:
+                wait_for(lambda: windows_written(client) >= expected_windows, "every window")
+            except BaseException:
+                closed = [line for line in client.get(worker_metrics).text.splitlines() if "windows_closed" in line
+                          or "late_events_total " in line]  # fmt: skip
+                print(f"windows written {windows_written(client)} of {expected_windows}; worker: {closed}")
+                raise
             wait_consumed(broker.bootstrap_servers, env["WORKER__APP_ID"], env["KAFKA__WINDOWS_TOPIC"], 2)
             time.sleep(3)  # the last alerts on their way to ClickHouse
             results["alerts"] = client.get("/api/v1/alerts", params={"per_page": 1000}).json()
