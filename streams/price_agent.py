@@ -120,7 +120,8 @@ async def _price_batch(take: Sequence[Any], topics: PipelineTopics, deps: PriceA
     if deps.ticker is not None:
         deps.ticker.saw({event.message.partition for event in take})
     # Idle ticks (streams/idle_tick.py) are for the windows only: never priced.
-    events = [event for event in take if tick_ms(event.message) is None]
+    ticks = [tick_ms(event.message) for event in take]
+    events = [event for event, tick in zip(take, ticks, strict=True) if tick is None]
     now_ms = millis(datetime.now(UTC))
     messages = [event.message for event in events]
     values = [m.value for m in messages]
@@ -159,8 +160,9 @@ async def _price_batch(take: Sequence[Any], topics: PipelineTopics, deps: PriceA
     await asyncio.gather(*pending)
     priced = [outcome.priced for outcome in outcomes]
     if deps.windows is not None:
-        of_event = dict(zip((id(event) for event in events), priced, strict=True))
-        await window_take(take, [of_event.get(id(event)) for event in take], deps.windows)
+        outputs = iter(priced)  # in the order of the events that are not ticks
+        per_event = [next(outputs) if tick is None else None for tick in ticks]
+        await window_take(take, per_event, ticks, deps.windows)
     if deps.budgets is not None:
         await budget_take(events, priced, deps.budgets)
 

@@ -12,7 +12,6 @@ from typing import Any
 
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.settings import WindowSettings
-from streams.idle_tick import tick_ms
 from streams.table_writes import during
 from streams.windows import Position, TakeMessage, Totals, WindowKey, WindowStore, advance, settle
 
@@ -118,13 +117,16 @@ class WindowDeps:
     metrics: PipelineMetrics
 
 
-async def window_take(events: Sequence[Any], priced: Sequence[Any], deps: WindowDeps) -> None:
+async def window_take(
+    events: Sequence[Any], priced: Sequence[Any], ticks: Sequence[int | None], deps: WindowDeps
+) -> None:
     """Count a take into its windows and produce the windows it closes; the watermarks and the
-    deletions are written only once the broker has the closed windows."""
+    deletions are written only once the broker has the closed windows. ``priced`` and ``ticks``
+    are per event: its priced table (None for a tick), and the event time a tick carries."""
     store = TableWindows(deps.windows, events)
     take = [
-        TakeMessage(event.message.partition, event.message.offset, table, tick_ms(event.message))
-        for event, table in zip(events, priced, strict=True)
+        TakeMessage(event.message.partition, event.message.offset, table, tick)
+        for event, table, tick in zip(events, priced, ticks, strict=True)
     ]
     now = datetime.now(UTC)
     result = advance(take, store, deps.config, int(now.timestamp() * 1000))
