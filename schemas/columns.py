@@ -67,6 +67,11 @@ def millis(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
 
 
+def iso_millis(value: datetime) -> str:
+    """An aware datetime as the records' UTC text, to the millisecond: ``2025-03-01T00:00:00.000Z``."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def from_millis(value: int) -> datetime | int:
     """The datetime of an epoch-milliseconds value; the number itself when no datetime can
     hold it, so validation reports it instead of a conversion crashing."""

@@ -4,8 +4,6 @@ a ``budget.threshold`` alert for each threshold reached (see streams/budgets.py)
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from llm_cost_ops.metrics import PipelineMetrics
+from streams.alerting import send_alert
 from streams.budgets import (
     PERIODS,
     Bucket,
@@ -28,8 +27,6 @@ from streams.budgets import (
     oldest_kept,
 )
 from streams.table_writes import during
-
-logger = logging.getLogger(__name__)
 
 
 class TableSpend:
@@ -117,11 +114,7 @@ async def budget_take(events: Sequence[Any], priced: Sequence[pa.Table | None], 
     found = crossings(counted, deps.budgets.book)
     sends = []
     for crossing in found:
-        alert = budget_alert(crossing, now)
-        value = json.dumps(alert, separators=(",", ":")).encode()
-        sends.append(await deps.alerts.send(key=crossing.budget.organization_id.encode(), value=value))
-        deps.metrics.alerts.labels("budget.threshold", alert["severity"]).inc()
-        logger.warning("budget: %s", alert["message"], extra={"alert_id": alert["alert_id"]})
+        sends.append(await send_alert(deps.alerts, budget_alert(crossing, now), deps.metrics))
     await asyncio.gather(*sends)
     mark_reached(counted, found)
     store.write(counted, before, deps.retention_days)

@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cached_property, lru_cache
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas.budget import MEMBER_FIELDS, Budget
+from schemas.columns import iso_millis
 
 DAY_S = 86_400
 SHARDS = 4
@@ -383,7 +384,7 @@ def severity(percent: Decimal, budget: Budget) -> str:
     return "medium" if percent >= 80 else "low"
 
 
-def budget_alert(crossing: Crossing, now: datetime) -> dict[str, object]:
+def budget_alert(crossing: Crossing, now: datetime) -> dict[str, Any]:
     """The ``budget.threshold`` alert record (produced to ``alerts``, stored in ``alerts``).
 
     Its id names the budget, the period and the threshold: raised again after a crash, it is
@@ -403,8 +404,8 @@ def budget_alert(crossing: Crossing, now: datetime) -> dict[str, object]:
         "user_id": budget.user_id,
         "model": budget.model,
         "currency": budget.currency,
-        "window_start": _iso(start),
-        "window_end": _iso(end),
+        "window_start": iso_millis(start),
+        "window_end": iso_millis(end),
         "size_seconds": key.end_s - key.start_s,
         "actual_cost": str(crossing.spend),
         "expected_cost": str(budget.amount),
@@ -424,9 +425,5 @@ def budget_alert(crossing: Crossing, now: datetime) -> dict[str, object]:
             f"budget {budget.name!r} ({scope}, {budget.period}): {budget.currency} {crossing.spend:.2f} spent, "
             f"{used:.1f}% of {budget.amount:.2f}; the {crossing.percent}% threshold is reached"
         ),
-        "created_at": _iso(now),
+        "created_at": iso_millis(now),
     }
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -22,6 +22,8 @@ from typing import Any
 import faust
 
 from llm_cost_ops.metrics import PipelineMetrics
+from schemas.columns import iso_millis
+from streams.alerting import send_alert
 from streams.detectors import DetectorConfig, Observation, SeriesState, finite, observe
 from streams.table_writes import during
 from streams.topics import PipelineTopics
@@ -72,7 +74,7 @@ def anomaly_alert(window: dict[str, Any], seen: Observation, config: DetectorCon
             f"{scope}: {window['currency']} {actual:.2f} in the window from {window['window_start']}, "
             f"{change} the expected {expected:.2f} ({seen.direction.value}, score {finite(seen.score) or 0:.1f})"
         ),
-        "created_at": now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "created_at": iso_millis(now),
     }
 
 
@@ -107,11 +109,9 @@ async def _detect_take(events: Sequence[Any], topics: PipelineTopics, deps: Dete
             continue  # seen before: a replay, or a window closed twice
         deps.metrics.windows_scored.inc()
         if seen.alert:
-            alert = anomaly_alert(window.record, seen, deps.config, now)
-            value = json.dumps(alert, separators=(",", ":")).encode()
-            sends.append(await topics.alerts.send(key=alert["organization_id"].encode(), value=value))
-            deps.metrics.alerts.labels("cost.anomaly", alert["severity"]).inc()
-            logger.warning("anomaly: %s", alert["message"], extra={"alert_id": alert["alert_id"]})
+            sends.append(
+                await send_alert(topics.alerts, anomaly_alert(window.record, seen, deps.config, now), deps.metrics)
+            )
     await asyncio.gather(*sends)
     for series, (state, event) in states.items():
         with during(event):

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from llm_cost_ops.settings import WindowSettings
+from schemas.columns import iso_millis
 
 DIMENSIONS: dict[str, str | None] = {"organization": None, "project": "project_id", "model": "model"}
 """Dimension name -> the column that splits an organization's cost (None: the whole organization)."""
@@ -192,7 +193,7 @@ class ClosedWindow:
             "total_tokens": self.totals.total_tokens,
             "requests": self.totals.requests,
             "unpriced_requests": self.totals.unpriced_requests,
-            "closed_at": closed_at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "closed_at": iso_millis(closed_at),
         }
 
 
