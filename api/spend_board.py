@@ -11,16 +11,15 @@ deleted key (a period no longer kept) is a tombstone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
-from llm_cost_ops.kafka import bootstrap_servers
+from llm_cost_ops.kafka import bootstrap_servers, follow_reconnecting, sleep_until
 from llm_cost_ops.settings import Settings
 from streams.budgets import Bucket, BucketKey, SpendKey
 
@@ -83,14 +82,7 @@ class SpendBoard:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the changelog until ``stop``, reconnecting with backoff when the broker is away."""
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                await self._follow(stop)
-            except KafkaError as exc:
-                logger.error("budget spend unreadable, retrying in %.1fs: %s", delay, exc)
-                await _sleep_until(stop, delay)
-                delay = min(delay * 2, 30.0)
+        await follow_reconnecting(partial(self._follow, stop), "budget spend", stop)
 
     async def _follow(self, stop: asyncio.Event) -> None:
         topic = changelog_topic(self._settings)
@@ -134,10 +126,5 @@ async def _wait_for_topic(
     while not stop.is_set():
         if topic in await consumer.topics():
             return [TopicPartition(topic, number) for number in range(partitions)]
-        await _sleep_until(stop, 2.0)
+        await sleep_until(stop, 2.0)
     return []
-
-
-async def _sleep_until(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -87,3 +90,27 @@ async def ensure_topics(settings: Settings) -> None:
         raise BrokerUnavailableError(f"Kafka at {bootstrap_servers(settings)} is unreachable: {exc}") from exc
     finally:
         await admin.close()
+
+
+async def follow_reconnecting(
+    follow: Callable[[], Awaitable[None]], what: str, stop: asyncio.Event | None = None
+) -> None:
+    """Run ``follow`` (a reader of a topic) until ``stop`` is set, or until cancelled without
+    one; after a Kafka error, again, waiting 0.5 s, then twice as long each time up to 30 s."""
+    delay = 0.5
+    while stop is None or not stop.is_set():
+        try:
+            await follow()
+        except KafkaError as exc:
+            logger.error("%s unreachable, retrying in %.1fs: %s", what, delay, exc)
+            await sleep_until(stop, delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def sleep_until(stop: asyncio.Event | None, seconds: float) -> None:
+    """Sleep ``seconds``, or less if ``stop`` is set meanwhile."""
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -19,10 +19,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 
-from llm_cost_ops.kafka import bootstrap_servers, start_producer
+from llm_cost_ops.kafka import bootstrap_servers, follow_reconnecting, start_producer
 from llm_cost_ops.settings import Settings
 from schemas.budget import Budget
 from schemas.pricing_rule import PricingRule
@@ -120,14 +119,7 @@ class ControlFeed:
 
     async def run(self) -> None:
         """Follow the topic until cancelled, reconnecting with backoff when the broker is away."""
-        delay = 0.5
-        while True:
-            try:
-                await self._follow()
-            except KafkaError as exc:
-                logger.error("control topic unreachable, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+        await follow_reconnecting(self._follow, "control topic")
 
     async def _follow(self) -> None:
         topic = TopicPartition(self._settings.kafka.control_topic, 0)
