@@ -47,7 +47,6 @@ def status(budget: Budget, board: SpendBoard, at: datetime) -> BudgetStatus:
 class HardLimits:
     """The hard budgets, by organization; replaced whole when the budgets change."""
 
-    book: BudgetBook = field(default_factory=BudgetBook)
     by_organization: dict[str, list[Budget]] = field(default_factory=dict)
 
     def use(self, book: BudgetBook) -> None:
@@ -55,7 +54,7 @@ class HardLimits:
         for budget in book.budgets:
             if budget.enforcement == "hard":
                 hard.setdefault(budget.organization_id, []).append(budget)
-        self.book, self.by_organization = book, hard
+        self.by_organization = hard
 
     def exceeded(self, event: UsageEvent, board: SpendBoard) -> list[Budget]:
         """The hard budgets over their amount in the period of the event's timestamp that the

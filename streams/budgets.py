@@ -229,10 +229,6 @@ class Counted:
     def spend(self, partition: int, key: SpendKey) -> Spend:
         return self.buckets[(partition, key.bucket)].spends[key.slot]
 
-    def series_keys(self) -> list[tuple[int, SpendKey]]:
-        """Every spend of the buckets the take touched (a new budget may read an untouched one)."""
-        return sorted((p, bucket.key(slot)) for (p, bucket), found in self.buckets.items() for slot in found.spends)
-
 
 def count_spend(
     positions: Sequence[tuple[int, int]],
