@@ -16,17 +16,38 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 import httpx
-from fastapi import FastAPI, Request, Response
+from brotli_asgi import BrotliMiddleware
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 
+from api.auth import Authenticator, permit_by_method
+from api.body_limit import BodyLimitMiddleware
+from api.bootstrap import bootstrap_access, jwt_secret
 from api.context import ApiContext, Role
 from api.errors import register_error_handlers
-from api.routes import alerts, budgets, costs, dlq, pricing, pricing_ops, system, usage, webhooks
+from api.rate_limit import RateDecision
+from api.routes import (
+    admin,
+    alerts,
+    auth_routes,
+    budgets,
+    costs,
+    dlq,
+    docs,
+    pricing,
+    pricing_ops,
+    system,
+    usage,
+    webhooks,
+)
 from api.spend_board import SpendBoard
-from llm_cost_ops.kafka import ensure_topics
+from llm_cost_ops.errors import UnavailableError
+from llm_cost_ops.kafka import ensure_topics, sleep_until
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
 from llm_cost_ops.settings import Settings
 from llm_cost_ops.wire import build_codec
+from sinks.access_store import AccessStore
 from sinks.budget_store import BudgetStore
 from sinks.control_store import ControlStore
 from sinks.sink import UsageSink
@@ -56,6 +77,10 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
         try:
             if role in ("api", "all"):
                 control = context.control = await asyncio.to_thread(ControlStore.open, settings.control_db_url)
+                access = AccessStore(control)
+                await asyncio.to_thread(bootstrap_access, settings, access)
+                authenticator = Authenticator(settings, access, await asyncio.to_thread(jwt_secret, settings))
+                context.authenticator = app.state.authenticator = authenticator
                 publisher = ControlPublisher(settings, control.snapshot, BudgetStore(control).snapshot)
                 await publisher.start()
                 context.control_changed = publisher.changed
@@ -70,6 +95,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 following = [
                     asyncio.create_task(feed.run(), name="control-feed"),
                     asyncio.create_task(board.run(context.stop), name="spend-board"),
+                    asyncio.create_task(_record_key_use(authenticator, access, context.stop), name="key-use"),
                 ]
             if role in ("sink", "all"):
                 context.sink = UsageSink(settings, store, metrics)
@@ -98,25 +124,73 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
             if registry_http is not None:
                 registry_http.close()
 
+    public_docs = settings.api.public_docs
     app = FastAPI(
         title="LLM-CostOps API",
         version="0.1.0",
-        description="What your LLM traffic costs, as it happens.",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
+        openapi_url="/openapi.json" if public_docs else None,
+        docs_url="/docs" if public_docs else None,
+        redoc_url=None,
     )
     register_error_handlers(app)
     app.include_router(system.router)
     if role in ("api", "all"):
-        app.include_router(usage.router)
-        app.include_router(costs.router)
-        app.include_router(pricing_ops.router)  # before pricing: /missing is not a rule id
-        app.include_router(pricing.router)
-        app.include_router(dlq.router)
-        app.include_router(alerts.router)
-        app.include_router(webhooks.router)
-        app.include_router(budgets.router)
+        for router, read, write in (
+            (usage.router, "read:costs", "write:costs"),
+            (costs.router, "read:costs", "read:costs"),
+            (pricing_ops.router, "read:pricing", "write:pricing"),  # before pricing: /missing is not a rule id
+            (pricing.router, "read:pricing", "write:pricing"),
+            (dlq.router, "admin:dlq", "admin:dlq"),
+            (webhooks.router, "read:webhooks", "write:webhooks"),
+            (budgets.router, "read:budgets", "write:budgets"),
+        ):
+            app.include_router(router, dependencies=[Depends(permit_by_method(read, write))])
+        app.include_router(alerts.router)  # permissions per route
+        app.include_router(auth_routes.router)
+        app.include_router(admin.router)
+        if not public_docs:
+            app.include_router(docs.router)
     app.middleware("http")(_observe)
+    _add_http_middleware(app, settings)
     return app
+
+
+API_DESCRIPTION = """What your LLM traffic costs, as it happens.
+
+Every endpoint but `/health`, `/ready` and `/metrics` needs a key: `Authorization: Bearer sk_live_…`
+or `X-API-Key: sk_live_…` (or a user's access token from `POST /api/v1/auth/login`). Keys and users
+belong to one organization and see only its data; the `admin` role spans the deployment.
+Errors have one shape: `{"error": {"code": "AUTH_001", "message": "…", "field_errors": {…}}}`.
+"""
+
+
+def _add_http_middleware(app: FastAPI, settings: Settings) -> None:
+    """Outermost last: CORS answers preflights first, then the size limit, then compression."""
+    if settings.api.compression:
+        app.add_middleware(BrotliMiddleware, minimum_size=1024, gzip_fallback=True)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.api.max_request_mb * 1024 * 1024))
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.api.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"],
+        )
+
+
+async def _record_key_use(authenticator: Authenticator, access: AccessStore, stop: asyncio.Event) -> None:
+    """Write the keys' ``last_used_at`` every 30 s (one write per key, not per request)."""
+    while True:
+        await sleep_until(stop, 30.0)
+        try:
+            await asyncio.to_thread(access.touch_keys, authenticator.take_used())
+        except UnavailableError as exc:
+            logger.warning("could not record API key use: %s", exc.message)
+        if stop.is_set():
+            return
 
 
 async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -124,6 +198,9 @@ async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Re
     response = await call_next(request)
     route = request.scope.get("route")
     path = getattr(route, "path", "unmatched")
+    decision: RateDecision | None = getattr(request.state, "rate_limit", None)
+    if decision is not None:
+        response.headers.update(decision.headers())
     context: ApiContext | None = getattr(request.app.state, "context", None)
     if context is not None:
         context.metrics.http_requests.labels(request.method, path, str(response.status_code)).inc()

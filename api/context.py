@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from api.auth import Authenticator
 from api.budget_view import HardLimits
 from api.spend_board import SpendBoard
 from llm_cost_ops.errors import UnavailableError
@@ -14,6 +15,7 @@ from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
 from llm_cost_ops.settings import Settings
 from schemas.provider import allowed_providers
+from sinks.access_store import AccessStore
 from sinks.budget_store import BudgetStore
 from sinks.control_store import ControlStore
 from sinks.insight_queries import InsightQueries
@@ -58,6 +60,14 @@ class ApiContext:
     """Budget spend as the workers count it (roles ``api``/``all``)."""
     limits: HardLimits = field(default_factory=HardLimits)
     """The hard budgets, as the control topic last said."""
+    authenticator: Authenticator | None = None
+    """Keys, tokens and rate limits (roles ``api``/``all``)."""
+
+    @property
+    def access(self) -> AccessStore:
+        if self.control is None:
+            raise UnavailableError("API keys and users are not available on this process", retry_after=5)
+        return AccessStore(self.control)
 
     @property
     def queries(self) -> CostQueries:

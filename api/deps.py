@@ -8,12 +8,14 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import ValidationError
 
+from api.auth import PrincipalDep
 from api.context import ApiContext
 from llm_cost_ops.errors import InvalidInputError, UnavailableError
 from llm_cost_ops.producer import UsageProducer
+from schemas.control import Actor
 from schemas.errors import field_errors
 from schemas.query import AggregateParams, CostFilterParams, PageParams
 from sinks.control_store import ControlStore
@@ -46,17 +48,15 @@ def get_control(context: ContextDep) -> ControlStore:
     return context.control
 
 
-def get_actor(
-    x_actor: Annotated[str | None, Header(max_length=200, description="who made the change, for the audit log")] = None,
-) -> str:
-    # Taken on trust until the API authenticates callers (a later issue).
-    return (x_actor or "").strip() or "api"
+def get_actor(principal: PrincipalDep) -> Actor:
+    """Who makes a change, for the audit log: the authenticated caller and its address."""
+    return principal.actor
 
 
 QueriesDep = Annotated[CostQueries, Depends(get_queries)]
 ProducerDep = Annotated[UsageProducer, Depends(get_producer)]
 ControlDep = Annotated[ControlStore, Depends(get_control)]
-ActorDep = Annotated[str, Depends(get_actor)]
+ActorDep = Annotated[Actor, Depends(get_actor)]
 
 
 def _capture(builder: Callable[..., T]) -> Callable[..., T | InvalidInputError]:
@@ -92,6 +92,7 @@ def invalid_parameters(exc: ValidationError) -> InvalidInputError:
 
 
 def cost_filters(
+    principal: PrincipalDep,
     organization_id: str | None = None,
     project_id: str | None = None,
     provider: str | None = None,
@@ -100,6 +101,8 @@ def cost_filters(
     start_date: Annotated[str | None, Query(description="ISO 8601 date or timestamp, inclusive")] = None,
     end_date: Annotated[str | None, Query(description="ISO 8601; a date includes that whole day")] = None,
 ) -> CostFilterParams:
+    # The caller's organization, in the query itself: another one is refused (403).
+    organization_id = principal.scope(organization_id)
     try:
         # model_validate: the dates arrive as strings and the model parses them.
         return CostFilterParams.model_validate(

@@ -15,10 +15,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from llm_cost_ops.errors import (
+    AuthenticationError,
     BudgetExceededError,
     InvalidInputError,
     NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
     PipelineError,
+    RateLimitedError,
     UnavailableError,
 )
 from schemas.errors import field_errors_from
@@ -28,6 +32,10 @@ logger = logging.getLogger(__name__)
 STATUS: dict[type[PipelineError], int] = {
     InvalidInputError: 422,
     NotFoundError: 404,
+    AuthenticationError: 401,
+    PermissionDeniedError: 403,
+    RateLimitedError: 429,
+    PayloadTooLargeError: 413,
     BudgetExceededError: 429,
     UnavailableError: 503,
     PipelineError: 500,
@@ -55,11 +63,15 @@ async def pipeline_error_handler(request: Request, exc: Exception) -> JSONRespon
     if isinstance(exc, UnavailableError):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         logger.warning("%s %s unavailable: %s", request.method, request.url.path, exc.message)
-    elif isinstance(exc, BudgetExceededError):
+    elif isinstance(exc, BudgetExceededError | RateLimitedError):
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    elif isinstance(exc, AuthenticationError):
+        headers["WWW-Authenticate"] = 'Bearer realm="llm-cost-ops"'
     elif status >= 500:
         logger.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-    fields = exc.field_errors if isinstance(exc, InvalidInputError | BudgetExceededError) else None
+    fields = (
+        exc.field_errors if isinstance(exc, InvalidInputError | BudgetExceededError | PermissionDeniedError) else None
+    )
     return JSONResponse(error_body(exc.code, exc.message, fields), status_code=status, headers=headers)
 
 

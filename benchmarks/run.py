@@ -109,7 +109,9 @@ async def _measure(
         )
         await _drain(rows, counter.sent + counter.probes, progress)
         _check(pipeline)
-        async with httpx.AsyncClient(base_url=pipeline.api_url, timeout=120) as api:
+        key = settings.client_key()  # the pipeline's admin key (its admin.key file)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        async with httpx.AsyncClient(base_url=pipeline.api_url, timeout=120, headers=headers) as api:
             probe_stats = (await api.get("/api/v1/usage/stats", params={"organization_id": PROBE_ORG})).json()
             all_stats = (await api.get("/api/v1/usage/stats")).json()
     finally:

@@ -6,6 +6,10 @@
     ├── InvalidInputError         the caller sent something wrong (API: 422)
     │   └── schemas.errors.EventValidationError, schemas.errors.DecodeError, ...
     ├── NotFoundError             the thing asked for does not exist (API: 404)
+    ├── AuthenticationError       no key, or an invalid, expired or revoked one (API: 401)
+    ├── PermissionDeniedError     the caller may not do this, or not for this organization (API: 403)
+    ├── RateLimitedError          the caller's key is over its request rate (API: 429)
+    ├── PayloadTooLargeError      the request body is over the size limit (API: 413)
     ├── BudgetExceededError       a hard budget is spent; retry in the next period (API: 429)
     └── UnavailableError          a dependency is down; retrying may work (API: 503)
         └── sinks.errors.StoreUnavailableError, llm_cost_ops.producer.PublishError
@@ -39,6 +43,37 @@ class InvalidInputError(PipelineError):
 
 class NotFoundError(PipelineError):
     code = "NOT_FOUND"
+
+
+class AuthenticationError(PipelineError):
+    """The seeds' ``AUTH_001``: the request has no valid API key or token."""
+
+    code = "AUTH_001"
+
+
+class PermissionDeniedError(PipelineError):
+    """Authenticated, but the key or user lacks ``permission`` (or acts outside its organization);
+    ``field_errors`` names the parameter that asked for another organization."""
+
+    code = "AUTH_002"
+
+    def __init__(self, message: str, field_errors: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.field_errors = field_errors or {}
+
+
+class RateLimitedError(PipelineError):
+    """Too many requests for the key; ``retry_after`` seconds until one is allowed again."""
+
+    code = "RATE_LIMIT_EXCEEDED"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PayloadTooLargeError(PipelineError):
+    code = "REQUEST_TOO_LARGE"
 
 
 class BudgetExceededError(PipelineError):

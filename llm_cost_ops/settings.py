@@ -39,7 +39,15 @@ FLAT_ENV: dict[str, tuple[str, ...]] = {
     "COSTOPS_DATA_DIR": ("data_dir",),
     "COSTOPS_API_URL": ("api", "url"),
     "DATABASE_URL": ("database", "url"),
+    "COSTOPS_ADMIN_KEY": ("auth", "admin_key"),
+    "COSTOPS_API_KEY": ("api", "key"),
+    "JWT_SECRET": ("auth", "jwt_secret"),
+    "RATE_LIMIT_PER_SECOND": ("api", "rate_limit_per_second"),
+    "RATE_LIMIT_BURST": ("api", "rate_limit_burst"),
+    "ENABLE_COMPRESSION": ("api", "compression"),
 }
+
+_PLACEHOLDER_SECRETS = {"your-secret-key", "jwt-secret", "changeme", "change-me", "secret", "password"}
 
 
 class _Section(BaseModel):
@@ -229,9 +237,68 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     url: str | None = None
     """Where CLI commands reach a running API; unset means the embedded one, then host:port."""
+    key: SecretStr | None = None
+    """The API key CLI commands send (``COSTOPS_API_KEY``); unset means the admin key
+    (``COSTOPS_ADMIN_KEY``, else ``<data_dir>/admin.key`` of the embedded pipeline)."""
     max_batch: int = Field(default=1000, ge=1)
     """Most records accepted by one ``POST /api/v1/usage/batch``."""
     max_per_page: int = Field(default=1000, ge=1)
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    """Requests per second each key (or user) may sustain, per API process (token bucket)."""
+    rate_limit_burst: int = Field(default=200, ge=1)
+    """Requests a key may make at once before the rate applies (the bucket's size)."""
+    max_request_mb: float = Field(default=10.0, gt=0)
+    """Largest request body accepted (413 above it)."""
+    compression: bool = True
+    """gzip or brotli responses, as the client accepts (over 1 KiB)."""
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    """Origins browsers may call the API from (``*`` for any); none by default."""
+    public_docs: bool = False
+    """Serve ``/docs`` and ``/openapi.json`` without a key (off: only /health, /ready and
+    /metrics answer without one)."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(json.loads(value) if value.lstrip().startswith("[") else filter(None, value.split(",")))
+        return value
+
+
+class AuthSettings(_Section):
+    """API keys, users and tokens."""
+
+    admin_key: SecretStr | None = None
+    """The bootstrap admin key (``COSTOPS_ADMIN_KEY``), for automation. Unset: the first start
+    generates one, prints it once and writes it to ``<data_dir>/admin.key``."""
+    default_organization: str = Field(default="default", min_length=1, max_length=128)
+    """The organization of the bootstrap admin key (and of events the admin sends without one)."""
+    jwt_secret: SecretStr | None = None
+    """Signs users' access tokens (``JWT_SECRET``). Unset: generated into ``<data_dir>/jwt.secret``
+    (one API process; set it when several API processes serve one deployment)."""
+    jwt_expiry_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    refresh_days: int = Field(default=30, ge=1, le=365)
+    cache_s: float = Field(default=5.0, ge=0)
+    """How long an API process trusts what it read about a key or user; a revocation made
+    through another process takes at most this long to apply here."""
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if not secret.startswith("sk_") or len(secret) < 32:
+                raise ValueError("must start with sk_ and be at least 32 characters (e.g. sk_live_ + 32 random)")
+        return value
+
+    @field_validator("jwt_secret")
+    @classmethod
+    def _jwt_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            secret = value.get_secret_value()
+            if secret.lower() in _PLACEHOLDER_SECRETS or len(secret) < 32:
+                raise ValueError("must be a random secret of at least 32 characters, not a placeholder")
+        return value
 
 
 class EmbeddedSettings(_Section):
@@ -262,6 +329,7 @@ class Settings(BaseSettings):
     anomaly: AnomalySettings = AnomalySettings()
     webhooks: WebhookSettings = WebhookSettings()
     budgets: BudgetSettings = BudgetSettings()
+    auth: AuthSettings = AuthSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
 
     @field_validator("log_level", mode="before")
@@ -301,6 +369,22 @@ class Settings(BaseSettings):
         if self.database.url is not None:
             return self.database.url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'control.db').resolve()}"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin.key"
+
+    def client_key(self) -> str | None:
+        """The API key CLI commands send: ``api.key``, else the admin key, else the embedded
+        pipeline's ``admin.key`` file."""
+        if self.api.key is not None:
+            return self.api.key.get_secret_value()
+        if self.auth.admin_key is not None:
+            return self.auth.admin_key.get_secret_value()
+        try:
+            return self.admin_key_file.read_text().strip() or None
+        except OSError:
+            return None
 
     @property
     def runtime_file(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -9,7 +10,17 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas.pricing_rule import PricingRule
 
-AuditAction = Literal["create", "update", "delete"]
+AuditAction = Literal["create", "update", "delete", "revoke", "rotate"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who makes a change, for the audit log: ``name`` (``key:<id>``, ``user:<email>``,
+    ``cli``...), the organization they act for, and where the request came from."""
+
+    name: str
+    organization_id: str | None = None
+    source: str | None = None
 
 
 class AuditEntry(BaseModel):
@@ -31,6 +42,17 @@ class AuditEntry(BaseModel):
     """The entity as JSON before the change; null on create."""
     after: dict[str, Any] | None
     """The entity as JSON after the change; null on delete."""
+    organization_id: str | None = None
+    """The organization the change belongs to (null: the whole deployment, or before v4)."""
+    source: str | None = None
+    """Where the request came from (the client's address)."""
+
+
+class AuditPage(BaseModel):
+    """``GET /api/v1/audit``: newest first; ``next_cursor`` (``before_id``) reads older ones."""
+
+    data: list[AuditEntry]
+    next_cursor: int | None
 
 
 class PricingRuleList(BaseModel):

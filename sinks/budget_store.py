@@ -8,7 +8,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from llm_cost_ops.errors import NotFoundError
 from schemas.budget import Budget, BudgetInput
-from schemas.control import AuditEntry
+from schemas.control import Actor, AuditEntry
 from sinks.control_schema import audit_log, audit_row, budgets, to_ms
 from sinks.control_store import ControlStore
 
@@ -19,9 +19,11 @@ class BudgetStore:
     def __init__(self, control: ControlStore) -> None:
         self._control = control
 
-    def create(self, budget: BudgetInput, actor: str) -> Budget:
+    def create(self, budget: BudgetInput, actor: Actor) -> Budget:
         now = self._control.now()
-        created = Budget(**budget.model_dump(), id=f"bud_{uuid.uuid4().hex[:20]}", created_at=now, created_by=actor)
+        created = Budget(
+            **budget.model_dump(), id=f"bud_{uuid.uuid4().hex[:20]}", created_at=now, created_by=actor.name
+        )
         with self._control.write() as conn:
             conn.execute(
                 insert(budgets).values(
@@ -31,10 +33,14 @@ class BudgetStore:
                     created_ms=to_ms(now),
                 )
             )
-            conn.execute(insert(audit_log).values(audit_row(now, actor, "create", created.id, None, created, "budget")))
+            conn.execute(
+                insert(audit_log).values(
+                    audit_row(now, actor, "create", created.id, None, created, "budget", created.organization_id)
+                )
+            )
         return created
 
-    def replace(self, budget_id: str, budget: BudgetInput, actor: str) -> Budget:
+    def replace(self, budget_id: str, budget: BudgetInput, actor: Actor) -> Budget:
         """A new definition under the same id (the thresholds already reached stay reached)."""
         now = self._control.now()
         with self._control.write() as conn:
@@ -47,15 +53,23 @@ class BudgetStore:
                 .where(budgets.c.id == budget_id)
                 .values(organization_id=after.organization_id, body=after.model_dump_json())
             )
-            conn.execute(insert(audit_log).values(audit_row(now, actor, "update", budget_id, before, after, "budget")))
+            conn.execute(
+                insert(audit_log).values(
+                    audit_row(now, actor, "update", budget_id, before, after, "budget", after.organization_id)
+                )
+            )
         return after
 
-    def delete(self, budget_id: str, actor: str) -> Budget:
+    def delete(self, budget_id: str, actor: Actor) -> Budget:
         now = self._control.now()
         with self._control.write() as conn:
             before = self._get(conn, budget_id)
             conn.execute(delete(budgets).where(budgets.c.id == budget_id))
-            conn.execute(insert(audit_log).values(audit_row(now, actor, "delete", budget_id, before, None, "budget")))
+            conn.execute(
+                insert(audit_log).values(
+                    audit_row(now, actor, "delete", budget_id, before, None, "budget", before.organization_id)
+                )
+            )
         return before
 
     def get(self, budget_id: str) -> Budget:

@@ -30,7 +30,7 @@ from sqlalchemy import (
     select,
 )
 
-from schemas.control import AuditAction, AuditEntry
+from schemas.control import Actor, AuditAction, AuditEntry
 from schemas.pricing_rule import PricingRule
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -70,6 +70,8 @@ audit_log = Table(
     Column("entity_id", String(64), nullable=False),
     Column("before", Text),
     Column("after", Text),
+    Column("organization_id", String(128)),  # v4: the organization the change belongs to
+    Column("source", String(200)),  # v4: where the request came from (client address)
     Index("audit_log_entity", "entity_id"),
     # AUTOINCREMENT: SQLite must never reuse an id, since the highest one is the version.
     sqlite_autoincrement=True,
@@ -116,6 +118,68 @@ budgets = Table(
     Index("budgets_organization", "organization_id"),
 )
 
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", String(200)),
+)
+
+roles = Table(
+    "roles",  # custom roles; the built-in ones live in code (schemas.auth.BUILTIN_ROLES)
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("permissions", Text, nullable=False),  # JSON list
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),  # SHA-256 hex of the secret
+    Column("prefix", String(32), nullable=False),
+    Column("organization_id", String(128), nullable=False),
+    Column("role", String(64), nullable=False),
+    Column("scopes", Text),  # JSON list, or null: every permission of the role
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", String(200)),
+    Column("expires_ms", BigInteger),
+    Column("last_used_ms", BigInteger),
+    Column("revoked_ms", BigInteger),
+    Index("api_keys_organization", "organization_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("organization_id", String(128), nullable=False),
+    Column("roles", Text, nullable=False),  # JSON list
+    Column("active", Integer, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("created_by", String(200)),
+    Index("users_organization", "organization_id"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(64), nullable=False),
+    Column("family", String(64), nullable=False),  # every rotation of one login
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("used_ms", BigInteger),
+    Index("refresh_tokens_family", "family"),
+)
+
 schema_migrations = Table(
     "control_schema_migrations",
     metadata,
@@ -129,7 +193,23 @@ Migration = Callable[[Connection], None]
 def _v1_tables(conn: Connection) -> None:
     # Creates the tables as defined above. A later migration that alters a table must first
     # copy that table's v1 definition in here, so a new database still replays every step.
-    metadata.create_all(conn, tables=[pricing_rules, audit_log])
+    v1 = MetaData()
+    Table(
+        "audit_log",
+        v1,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("at_ms", BigInteger, nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("action", String(16), nullable=False),
+        Column("entity_type", String(32), nullable=False),
+        Column("entity_id", String(64), nullable=False),
+        Column("before", Text),
+        Column("after", Text),
+        Index("audit_log_entity", "entity_id"),
+        sqlite_autoincrement=True,
+    )
+    metadata.create_all(conn, tables=[pricing_rules])
+    v1.create_all(conn)
 
 
 def _v2_webhooks(conn: Connection) -> None:
@@ -140,7 +220,14 @@ def _v3_budgets(conn: Connection) -> None:
     metadata.create_all(conn, tables=[budgets])
 
 
-MIGRATIONS: dict[int, Migration] = {1: _v1_tables, 2: _v2_webhooks, 3: _v3_budgets}
+def _v4_access(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[organizations, roles, api_keys, users, refresh_tokens])
+    for column in ("organization_id VARCHAR(128)", "source VARCHAR(200)"):
+        conn.exec_driver_sql(f"ALTER TABLE audit_log ADD COLUMN {column}")
+    conn.exec_driver_sql("CREATE INDEX audit_log_organization ON audit_log (organization_id, id)")
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_tables, 2: _v2_webhooks, 3: _v3_budgets, 4: _v4_access}
 """Version -> step. Append only: an applied step never changes."""
 
 
@@ -164,16 +251,21 @@ def apply_migrations(conn: Connection) -> list[int]:
 
 def audit_row(
     at: datetime,
-    actor: str,
+    actor: Actor,
     action: AuditAction,
     entity_id: str,
     before: BaseModel | None,
     after: BaseModel | None,
     entity_type: str = "pricing_rule",
+    organization_id: str | None = None,
 ) -> dict[str, Any]:
+    """The audit row of one change; ``organization_id``: the organization it belongs to (None:
+    a deployment-wide entity such as a global pricing rule or a role)."""
     return {
         "at_ms": to_ms(at),
-        "actor": actor,
+        "actor": actor.name,
+        "organization_id": organization_id,
+        "source": actor.source,
         "action": action,
         "entity_type": entity_type,
         "entity_id": entity_id,
@@ -192,6 +284,8 @@ def audit_entry(row: RowMapping) -> AuditEntry:
         entity_id=row["entity_id"],
         before=None if row["before"] is None else json.loads(row["before"]),
         after=None if row["after"] is None else json.loads(row["after"]),
+        organization_id=row["organization_id"],
+        source=row["source"],
     )
 
 

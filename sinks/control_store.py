@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
 from llm_cost_ops.errors import InvalidInputError, NotFoundError
-from schemas.control import AuditEntry
+from schemas.control import Actor, AuditEntry
 from schemas.pricing_rule import PricingRule, PricingRuleInput, Scope, new_rule_id
 from sinks.control_schema import (
     apply_migrations,
@@ -118,17 +118,21 @@ class ControlStore:
     def close(self) -> None:
         self._engine.dispose()
 
-    def create_rule(self, rule: PricingRuleInput, actor: str) -> PricingRule:
+    def create_rule(self, rule: PricingRuleInput, actor: Actor) -> PricingRule:
         """Store a new rule. Raises InvalidInputError if it overlaps a rule of the same key."""
         now = self._now()
-        created = _stored(rule, new_rule_id(), created_at=now, updated_at=now, created_by=actor)
+        created = _stored(rule, new_rule_id(), created_at=now, updated_at=now, created_by=actor.name)
         with self._write() as conn:
             _refuse_overlap(conn, created)
             conn.execute(insert(pricing_rules).values(rule_row(created)))
-            conn.execute(insert(audit_log).values(audit_row(now, actor, "create", created.id, None, created)))
+            conn.execute(
+                insert(audit_log).values(
+                    audit_row(now, actor, "create", created.id, None, created, organization_id=created.organization_id)
+                )
+            )
         return created
 
-    def update_rule(self, rule_id: str, rule: PricingRuleInput, actor: str) -> PricingRule:
+    def update_rule(self, rule_id: str, rule: PricingRuleInput, actor: Actor) -> PricingRule:
         """Replace a rule's fields; its id, ``created_at`` and ``created_by`` stay."""
         now = self._now()
         with self._write() as conn:
@@ -136,16 +140,24 @@ class ControlStore:
             after = _stored(rule, rule_id, created_at=before.created_at, updated_at=now, created_by=before.created_by)
             _refuse_overlap(conn, after)
             conn.execute(update(pricing_rules).where(pricing_rules.c.id == rule_id).values(rule_row(after)))
-            conn.execute(insert(audit_log).values(audit_row(now, actor, "update", rule_id, before, after)))
+            conn.execute(
+                insert(audit_log).values(
+                    audit_row(now, actor, "update", rule_id, before, after, organization_id=after.organization_id)
+                )
+            )
         return after
 
-    def delete_rule(self, rule_id: str, actor: str) -> PricingRule:
+    def delete_rule(self, rule_id: str, actor: Actor) -> PricingRule:
         """Delete a rule and return it as it was."""
         now = self._now()
         with self._write() as conn:
             before = _get(conn, rule_id)
             conn.execute(delete(pricing_rules).where(pricing_rules.c.id == rule_id))
-            conn.execute(insert(audit_log).values(audit_row(now, actor, "delete", rule_id, before, None)))
+            conn.execute(
+                insert(audit_log).values(
+                    audit_row(now, actor, "delete", rule_id, before, None, organization_id=before.organization_id)
+                )
+            )
         return before
 
     def get_rule(self, rule_id: str) -> PricingRule:
@@ -159,9 +171,15 @@ class ControlStore:
         organization_id: str | None = None,
         scope: Scope | None = None,
         active_at: datetime | None = None,
+        visible_to: str | None = None,
     ) -> list[PricingRule]:
-        """Rules matching every filter given; ``active_at`` keeps those in force at that instant."""
+        """Rules matching every filter given; ``active_at`` keeps those in force at that instant;
+        ``visible_to``: only the deployment-wide rules and that organization's."""
         query = select(pricing_rules)
+        if visible_to is not None:
+            query = query.where(
+                or_(pricing_rules.c.organization_id.is_(None), pricing_rules.c.organization_id == visible_to)
+            )
         if provider is not None:
             query = query.where(pricing_rules.c.provider == provider.strip().lower())
         if model is not None:

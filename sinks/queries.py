@@ -119,9 +119,14 @@ def summary_query(table: str, filters: CostFilterParams) -> Query:
     return Query(sql, params)
 
 
-def detail_query(table: str, event_id: str) -> Query:
-    sql = f"SELECT {_SELECT_DETAIL} FROM {table} FINAL WHERE event_id = {{event_id:String}} LIMIT 1"
-    return Query(sql, {"event_id": event_id})
+def detail_query(table: str, event_id: str, organization_id: str | None = None) -> Query:
+    """One event by id; with ``organization_id``, only if it belongs to that organization."""
+    params: dict[str, Any] = {"event_id": event_id}
+    where = "event_id = {event_id:String}"
+    if organization_id is not None:
+        where += " AND organization_id = {organization_id:String}"
+        params["organization_id"] = organization_id
+    return Query(f"SELECT {_SELECT_DETAIL} FROM {table} FINAL WHERE {where} LIMIT 1", params)
 
 
 def missing_query(table: str, filters: CostFilterParams, limit: int) -> Query:
@@ -265,8 +270,8 @@ class CostQueries:
             other_currencies=others,
         )
 
-    def detail(self, event_id: str) -> CostDetail | None:
-        rows = self._run(detail_query(self._table, event_id))
+    def detail(self, event_id: str, organization_id: str | None = None) -> CostDetail | None:
+        rows = self._run(detail_query(self._table, event_id, organization_id))
         if not rows:
             return None
         values = dict(zip(_DETAIL_COLUMNS, rows[0], strict=True))

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import RowMapping, delete, desc, insert, select
 
 from llm_cost_ops.errors import NotFoundError
+from schemas.control import Actor
 from schemas.webhook import CreatedWebhook, Delivery, Webhook, WebhookInput
 from sinks.control_schema import audit_log, audit_row, from_ms, to_ms, webhook_deliveries, webhooks
 from sinks.control_store import ControlStore
@@ -21,7 +22,7 @@ class WebhookStore:
     def __init__(self, control: ControlStore) -> None:
         self._control = control
 
-    def create(self, hook: WebhookInput, actor: str) -> CreatedWebhook:
+    def create(self, hook: WebhookInput, actor: Actor) -> CreatedWebhook:
         now = self._control.now()
         secret = hook.secret or f"whsec_{secrets.token_urlsafe(32)}"
         created = CreatedWebhook(
@@ -31,7 +32,7 @@ class WebhookStore:
             organization_id=hook.organization_id,
             description=hook.description,
             created_at=now,
-            created_by=actor,
+            created_by=actor.name,
             secret=secret,
         )
         public = Webhook.model_validate(created.model_dump(exclude={"secret"}))
@@ -45,13 +46,17 @@ class WebhookStore:
                     secret=secret,
                     description=created.description,
                     created_ms=to_ms(now),
-                    created_by=actor,
+                    created_by=actor.name,
                 )
             )
-            conn.execute(insert(audit_log).values(audit_row(now, actor, "create", created.id, None, public, "webhook")))
+            conn.execute(
+                insert(audit_log).values(
+                    audit_row(now, actor, "create", created.id, None, public, "webhook", public.organization_id)
+                )
+            )
         return created
 
-    def delete(self, webhook_id: str, actor: str) -> Webhook:
+    def delete(self, webhook_id: str, actor: Actor) -> Webhook:
         now = self._control.now()
         with self._control.write() as conn:
             row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).mappings().first()
@@ -59,7 +64,11 @@ class WebhookStore:
                 raise NotFoundError(f"no webhook {webhook_id}")
             before = _webhook(row)
             conn.execute(delete(webhooks).where(webhooks.c.id == webhook_id))
-            conn.execute(insert(audit_log).values(audit_row(now, actor, "delete", webhook_id, before, None, "webhook")))
+            conn.execute(
+                insert(audit_log).values(
+                    audit_row(now, actor, "delete", webhook_id, before, None, "webhook", before.organization_id)
+                )
+            )
         return before
 
     def get(self, webhook_id: str) -> Webhook:
@@ -69,9 +78,13 @@ class WebhookStore:
             raise NotFoundError(f"no webhook {webhook_id}")
         return _webhook(row)
 
-    def all(self) -> list[Webhook]:
+    def all(self, organization_id: str | None = None) -> list[Webhook]:
+        """Every webhook, or those of one organization."""
+        query = select(webhooks).order_by(webhooks.c.created_ms)
+        if organization_id is not None:
+            query = query.where(webhooks.c.organization_id == organization_id)
         with self._control.read() as conn:
-            return [_webhook(row) for row in conn.execute(select(webhooks).order_by(webhooks.c.created_ms)).mappings()]
+            return [_webhook(row) for row in conn.execute(query).mappings()]
 
     def subscribers(self, event: str, organization_id: str, created_before: datetime) -> list[tuple[Webhook, str]]:
         """Webhooks (with their secrets) that want ``event`` of ``organization_id`` and existed

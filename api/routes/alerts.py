@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import ValidationError
 
+from api.auth import Principal, permit
 from api.context import ApiContext
 from api.deps import ContextDep, invalid_parameters, json_body
 from llm_cost_ops.errors import InsufficientDataError
@@ -21,6 +22,8 @@ from streams.forecast import MIN_POINTS, ForecastModel, NotEnoughHistoryError, f
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 
+ForecasterDep = Annotated[Principal, Depends(permit("read:costs"))]
+
 MIN_DAYS = 7
 """Days of cost history the daily detector needs (the seeds' FORECAST_001 minimum)."""
 WARMUP_DAYS = 56
@@ -29,6 +32,7 @@ WARMUP_DAYS = 56
 
 def alert_params(
     context: ContextDep,
+    principal: Annotated[Principal, Depends(permit("read:alerts"))],
     organization_id: str | None = None,
     type: Annotated[str | None, Query(description="cost.anomaly or budget.threshold")] = None,
     severity: Annotated[str | None, Query(description="low, medium, high or critical")] = None,
@@ -40,7 +44,7 @@ def alert_params(
     try:
         return AlertParams.model_validate(
             {
-                "organization_id": organization_id,
+                "organization_id": principal.scope(organization_id),
                 "type": type,
                 "severity": severity,
                 "start_date": start_date,
@@ -54,6 +58,7 @@ def alert_params(
 
 
 def anomaly_params(
+    principal: Annotated[Principal, Depends(permit("read:costs"))],
     start_date: str,
     end_date: str,
     organization_id: str | None = None,
@@ -64,7 +69,7 @@ def anomaly_params(
     try:
         return AnomalyParams.model_validate(
             {
-                "organization_id": organization_id,
+                "organization_id": principal.scope(organization_id),
                 "method": method,
                 "threshold": threshold,
                 "start_date": start_date,
@@ -132,20 +137,21 @@ def detect_anomalies(context: ContextDep, params: Annotated[AnomalyParams, Depen
 
 
 @router.post("/forecast/cost", response_model=Forecast)
-async def forecast_cost(request: Request, context: ContextDep) -> Forecast:
+async def forecast_cost(request: Request, context: ContextDep, principal: ForecasterDep) -> Forecast:
     """Daily cost for the next ``horizon_days`` by ``model`` (linear, moving_average,
     exponential_smoothing), with a ``confidence_level`` interval; ``FORECAST_001`` under 7 days."""
-    return await asyncio.to_thread(
-        _forecast, context, ForecastRequest.parse(await json_body(request, empty={})), "cost"
-    )
+    return await asyncio.to_thread(_forecast, context, await _forecast_request(request, principal), "cost")
 
 
 @router.post("/forecast/usage", response_model=Forecast)
-async def forecast_usage(request: Request, context: ContextDep) -> Forecast:
+async def forecast_usage(request: Request, context: ContextDep, principal: ForecasterDep) -> Forecast:
     """Daily tokens for the next ``horizon_days``; the same models and interval as costs."""
-    return await asyncio.to_thread(
-        _forecast, context, ForecastRequest.parse(await json_body(request, empty={})), "tokens"
-    )
+    return await asyncio.to_thread(_forecast, context, await _forecast_request(request, principal), "tokens")
+
+
+async def _forecast_request(request: Request, principal: Principal) -> ForecastRequest:
+    params = ForecastRequest.parse(await json_body(request, empty={}))
+    return params.model_copy(update={"organization_id": principal.scope(params.organization_id)})
 
 
 def _forecast(context: ApiContext, params: ForecastRequest, metric: Literal["cost", "tokens"]) -> Forecast:

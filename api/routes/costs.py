@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from api.auth import PrincipalDep
 from api.deps import AggregateRequestDep, FiltersDep, PageDep, QueriesDep
 from llm_cost_ops.errors import NotFoundError
 from schemas.query import CostAggregate, CostDetail, CostPage, CostSummary
@@ -31,11 +32,11 @@ def cost_summary(queries: QueriesDep, filters: FiltersDep) -> CostSummary:
 
 
 @router.get("/{event_id}", response_model=CostDetail)
-def get_cost(queries: QueriesDep, event_id: str) -> CostDetail:
+def get_cost(queries: QueriesDep, principal: PrincipalDep, event_id: str) -> CostDetail:
     """One event's cost with its provenance: the rule or catalog entry and the rates applied
     (``price_rates``), and for tiered rules the month's volume before it (``tier_volume``).
     An unpriced event carries the ``COST_001`` error."""
-    detail = queries.detail(event_id)
+    detail = queries.detail(event_id, principal.scope(None))
     if detail is None:
         raise NotFoundError(f"no cost record with id {event_id}")
     return detail

@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.auth import PrincipalDep
 from api.deps import ContextDep, ControlDep, FiltersDep, QueriesDep
 from schemas.query import MissingPrices, instant
 from streams.pricing import Pricer
@@ -78,9 +79,12 @@ class RepriceResponse(BaseModel):
 
 
 @router.post("/reprice", response_model=RepriceResponse)
-async def reprice_range(request: RepriceRequest, context: ContextDep, control: ControlDep) -> RepriceResponse:
+async def reprice_range(
+    request: RepriceRequest, context: ContextDep, control: ControlDep, principal: PrincipalDep
+) -> RepriceResponse:
     """Price the stored events of a range again with today's rules; each event's new price
-    replaces its old one (never added to it)."""
+    replaces its old one (never added to it). Non-admins reprice their organization's only."""
+    request = request.model_copy(update={"organization_id": principal.scope(request.organization_id)})
     version = await asyncio.to_thread(control.version)
     rules = await asyncio.to_thread(control.all_rules)
     pricer = Pricer(context.catalog, RuleBook.of(rules, version))

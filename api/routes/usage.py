@@ -7,10 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from api.auth import Principal, PrincipalDep
 from api.budget_view import next_period_s
 from api.context import ApiContext
 from api.deps import ContextDep, FiltersDep, ProducerDep, QueriesDep, json_body
-from llm_cost_ops.errors import BudgetExceededError, InvalidInputError
+from llm_cost_ops.errors import BudgetExceededError, InvalidInputError, PermissionDeniedError
 from schemas.budget import Budget
 from schemas.errors import EventValidationError
 from schemas.query import UsageStats
@@ -41,9 +42,12 @@ def usage_stats(queries: QueriesDep, filters: FiltersDep) -> UsageStats:
 
 
 @router.post("", status_code=202, openapi_extra={"requestBody": _USAGE_BODY})
-async def create_usage(request: Request, context: ContextDep, producer: ProducerDep) -> JSONResponse:
-    """Submit one usage record; 202 means Kafka acknowledged it."""
-    body = await json_body(request)
+async def create_usage(
+    request: Request, context: ContextDep, producer: ProducerDep, principal: PrincipalDep
+) -> JSONResponse:
+    """Submit one usage record; 202 means Kafka acknowledged it. Without ``organization_id``
+    the record belongs to the key's organization; a key may not submit another organization's."""
+    body = _owned(await json_body(request), principal)
     try:
         event = UsageEvent.parse(body, context.providers)
     except EventValidationError:
@@ -63,7 +67,9 @@ async def create_usage(request: Request, context: ContextDep, producer: Producer
 
 
 @router.post("/batch", status_code=202, openapi_extra={"requestBody": _BATCH_BODY})
-async def create_usage_batch(request: Request, context: ContextDep, producer: ProducerDep) -> JSONResponse:
+async def create_usage_batch(
+    request: Request, context: ContextDep, producer: ProducerDep, principal: PrincipalDep
+) -> JSONResponse:
     """Submit many records (``{"records": [...]}`` or a bare array).
 
     Valid records are published even when others are invalid; the invalid ones are listed
@@ -85,7 +91,11 @@ async def create_usage_batch(request: Request, context: ContextDep, producer: Pr
     over_budget: list[tuple[UsageEvent, list[Budget]]] = []
     for index, record in enumerate(records):
         try:
-            event = UsageEvent.parse(record, context.providers)
+            event = UsageEvent.parse(_owned(record, principal), context.providers)
+        except PermissionDeniedError as exc:
+            rejected.append({"index": index, "code": exc.code, "field_errors": exc.field_errors})
+            context.metrics.events_rejected.inc()
+            continue
         except EventValidationError as exc:
             rejected.append({"index": index, "field_errors": exc.field_errors})
             context.metrics.events_rejected.inc()
@@ -101,6 +111,9 @@ async def create_usage_batch(request: Request, context: ContextDep, producer: Pr
             flagged.append({"index": index, "id": event.id, "budgets": [budget.id for budget in over]})
         accepted.append(event)
     if not accepted:
+        if all(r.get("code") == PermissionDeniedError.code for r in rejected):
+            fields = {f"records[{r['index']}].{k}": v for r in rejected for k, v in r["field_errors"].items()}
+            raise PermissionDeniedError(f"all {len(records)} records belong to other organizations", fields)
         if over_budget and len(over_budget) == len(rejected):
             raise _budget_error([b for _, over in over_budget for b in over], over_budget[0][0])
         fields = {f"records[{r['index']}].{name}": why for r in rejected for name, why in r["field_errors"].items()}
@@ -111,6 +124,19 @@ async def create_usage_batch(request: Request, context: ContextDep, producer: Pr
     if flagged:
         answer["budget_exceeded"] = flagged
     return JSONResponse(answer, status_code=202)
+
+
+def _owned(record: Any, principal: Principal) -> Any:
+    """The record with the caller's organization filled in when it names none; another
+    organization's record is refused (403), unless the caller is an admin."""
+    if not isinstance(record, dict):
+        return record
+    named = record.get("organization_id")
+    if named is None:
+        return {**record, "organization_id": principal.organization_id}
+    if isinstance(named, str):
+        principal.scope(named)
+    return record
 
 
 def _over_budget(context: ApiContext, event: UsageEvent) -> list[Budget]:

@@ -6,7 +6,14 @@ from typing import Any
 
 import httpx
 
-from llm_cost_ops.errors import InvalidInputError, NotFoundError, PipelineError, UnavailableError
+from llm_cost_ops.errors import (
+    AuthenticationError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    PipelineError,
+    UnavailableError,
+)
 from llm_cost_ops.runtime import api_url
 from llm_cost_ops.settings import Settings
 
@@ -19,13 +26,14 @@ class ApiClient:
         timeout_s: per-request timeout.
     """
 
-    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout_s: float = 30.0, api_key: str | None = None) -> None:
         self.base_url = base_url
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=base_url, timeout=timeout_s, headers=headers)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> ApiClient:
-        return cls(api_url(settings))
+        return cls(api_url(settings), api_key=settings.client_key())
 
     def close(self) -> None:
         self._http.close()
@@ -63,6 +71,13 @@ class ApiClient:
         except (ValueError, KeyError, TypeError):
             error = {"code": "HTTP_ERROR", "message": response.text[:500]}
         message = f"{error.get('code')}: {error.get('message')}"
+        if response.status_code == 401:
+            raise AuthenticationError(
+                f"{message}. Set COSTOPS_API_KEY to a key (`cost-ops auth create-api-key`), "
+                "or run the command where the pipeline's data directory holds admin.key."
+            )
+        if response.status_code == 403:
+            raise PermissionDeniedError(message, error.get("field_errors"))
         if response.status_code == 422:
             raise InvalidInputError(message, error.get("field_errors"))
         if response.status_code == 404:

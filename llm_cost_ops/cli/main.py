@@ -147,6 +147,7 @@ def _date_flags(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from llm_cost_ops.cli.anomalies import add_anomaly_commands
     from llm_cost_ops.cli.dlq import add_dlq_commands
+    from llm_cost_ops.cli.auth import add_auth_commands
     from llm_cost_ops.cli.pricing import add_pricing_commands
     from llm_cost_ops.cli.report import RANGES
     from llm_cost_ops.cli.reprice import add_reprice_commands
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_reprice_commands(sub, add_pricing_commands(sub))
     add_dlq_commands(sub)
     add_anomaly_commands(sub)
+    add_auth_commands(sub)
 
     sub.add_parser("check-config", help="validate and print the effective settings").set_defaults(func=cmd_check_config)
     return parser

@@ -54,6 +54,8 @@ class Supervisor:
 
     def _start(self) -> None:
         pipeline = self._pipeline
+        key_file = self._settings.admin_key_file
+        had_key = key_file.exists()
         pipeline.start()
         assert pipeline.broker is not None
         Runtime(
@@ -66,7 +68,12 @@ class Supervisor:
             pipeline.spawn("demo", ["demo", "--rate", str(self._demo_rate)])
             out(f"[demo] publishing a synthetic stream at up to {self._demo_rate:g} events/s")
         out("")
-        out(f"LLM-CostOps is up. API: {pipeline.api_url}  (docs: {pipeline.api_url}/docs)")
+        out(f"LLM-CostOps is up. API: {pipeline.api_url}")
+        if not had_key and key_file.exists():  # this start made the admin key: show it, once
+            out(f"Admin API key (shown once; kept in {key_file}, mode 0600; the CLI uses it):")
+            out(f"  {key_file.read_text().strip()}")
+        elif self._settings.auth.admin_key is None:
+            out(f"Admin API key: in {key_file} (the CLI uses it)")
         out("  cost-ops ingest --file usage.json    cost-ops summary --period last-30-days")
         out(f"Logs: {pipeline.logs}. Press Ctrl-C to stop.")
 

@@ -149,6 +149,16 @@ def wait_ok(client: httpx.Client, path: str, logs: Path, timeout_s: float = 90) 
     pytest.fail(f"{path} not ready after {timeout_s:.0f} s; logs in {logs}")
 
 
+ADMIN_KEY = "sk_test_integration_admin_key_0123456789abcdef"
+"""The bootstrap admin key of every test pipeline (``COSTOPS_ADMIN_KEY``)."""
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def api_client(base_url: str, timeout_s: float = 60) -> httpx.Client:
+    """An HTTP client of a test pipeline's API, with the admin key."""
+    return httpx.Client(base_url=base_url, timeout=timeout_s, headers=ADMIN_HEADERS)
+
+
 def pipeline_env(bootstrap_servers: str, root: Path, tag: str, **extra: str) -> dict[str, str]:
     """The environment of a test pipeline's processes: the session broker, topics, groups and
     a data directory of its own (``tag``), quick rebalances; ``extra`` adds or overrides."""
@@ -169,6 +179,9 @@ def pipeline_env(bootstrap_servers: str, root: Path, tag: str, **extra: str) -> 
         "WEBHOOKS__GROUP_ID": f"webhooks-{tag}",
         "SINK__FLUSH_SECONDS": "0.2",
         "COSTOPS_DATA_DIR": str(root / "data"),
+        "COSTOPS_ADMIN_KEY": ADMIN_KEY,
+        "RATE_LIMIT_PER_SECOND": "100000",  # tests publish as fast as they can
+        "RATE_LIMIT_BURST": "100000",
         **extra,
     }
 
@@ -211,7 +224,7 @@ def api_pipeline(bootstrap_servers: str, root: Path) -> Iterator[ApiPipeline]:
     )
     with (
         cost_ops_processes({"api": ["api", "--role", "all"]}, env, root),
-        httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client,
+        api_client(f"http://127.0.0.1:{api_port}") as client,
     ):
         wait_ok(client, "/ready", root)
         yield ApiPipeline(client, env, root)

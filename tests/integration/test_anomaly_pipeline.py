@@ -28,7 +28,7 @@ from receivers import Receiver
 from llm_cost_ops.broker import EmbeddedBroker, free_port
 from llm_cost_ops.synthetic import normal_level
 
-from processes import Process, pipeline_env, query_stopped_chdb, wait_consumed, wait_for, wait_ok
+from processes import Process, api_client, pipeline_env, query_stopped_chdb, wait_consumed, wait_for, wait_ok
 
 pytestmark = pytest.mark.integration
 
@@ -106,7 +106,7 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
     receiver = Receiver([500])  # the first delivery fails and is retried
     try:
         api.start()
-        with receiver, httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client:
+        with receiver, api_client(f"http://127.0.0.1:{api_port}", 60) as client:
             wait_ok(client, "/ready", root)
             hook = {"url": receiver.url, "events": ["cost.anomaly"], "organization_id": "org-wild"}
             assert client.post("/api/v1/webhooks", json=hook).status_code == 201

@@ -20,7 +20,7 @@ from receivers import Receiver
 
 from llm_cost_ops.broker import EmbeddedBroker, free_port
 
-from processes import Process, pipeline_env, wait_for, wait_ok
+from processes import Process, api_client, pipeline_env, wait_for, wait_ok
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def run(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -> Ite
     receiver = Receiver([500])
     try:
         api.start()
-        with receiver, httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client:
+        with receiver, api_client(f"http://127.0.0.1:{api_port}", 60) as client:
             wait_ok(client, "/ready", root)
             hook = {"url": receiver.url, "events": ["budget.threshold"], "organization_id": "org-b"}
             created = client.post("/api/v1/webhooks", json=hook)

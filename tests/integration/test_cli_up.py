@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from llm_cost_ops.broker import free_port
@@ -27,7 +28,7 @@ def cost_ops(cwd: Path, env: dict[str, str], *args: str) -> subprocess.Completed
 
 def test_up_ingest_summary_and_clean_stop(tmp_path: Path) -> None:
     env = {**os.environ, "API_PORT": str(free_port()), "KAFKA__REBALANCE_TIMEOUT_S": "2"}
-    for name in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL", "COSTOPS_DATA_DIR", "COSTOPS_API_URL"):
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "CLICKHOUSE_URL", "COSTOPS_DATA_DIR", "COSTOPS_API_URL", *AUTH_VARS):
         env.pop(name, None)
     log = (tmp_path / "up.log").open("w")
     up = subprocess.Popen(
@@ -61,6 +62,17 @@ def test_up_ingest_summary_and_clean_stop(tmp_path: Path) -> None:
         ingested = cost_ops(tmp_path, env, "ingest", "--file", str(EXAMPLE))
         assert ingested.returncode == 0, ingested.stderr
         assert "2 records read, 2 ingested, 0 rejected" in ingested.stdout
+
+        # Secure by default: the first start made an admin key, which the CLI found on its own.
+        key_file = tmp_path / "data" / "admin.key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        secret = key_file.read_text().strip()
+        assert secret.startswith("sk_live_") and secret in (tmp_path / "up.log").read_text()  # printed once
+        base = f"http://127.0.0.1:{env['API_PORT']}"
+        refused = httpx.get(f"{base}/api/v1/costs/summary")
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "AUTH_001"
+        assert httpx.get(f"{base}/api/v1/costs/summary", headers={"X-API-Key": secret}).status_code == 200
+        assert httpx.get(f"{base}/health").status_code == 200
 
         deadline = time.monotonic() + 90
         while True:
@@ -110,6 +122,9 @@ def _pipeline_processes(data_dir: Path, broker: str) -> list[int]:
         if f"COSTOPS_DATA_DIR={data_dir}".encode() in environ or f"tcp://{broker}".encode() in cmdline:
             found.append(int(proc.name))
     return found
+
+
+AUTH_VARS = ("COSTOPS_ADMIN_KEY", "COSTOPS_API_KEY")
 
 
 def test_commands_without_a_pipeline_fail_with_a_clear_message(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ from llm_cost_ops.settings import KafkaSettings, Settings
 from llm_cost_ops.wire import build_codec
 from schemas.usage import UsageEvent
 
-from processes import Process, pipeline_env, query_stopped_chdb, wait_ok
+from processes import Process, api_client, pipeline_env, query_stopped_chdb, wait_ok
 
 pytestmark = pytest.mark.integration
 
@@ -312,7 +312,7 @@ def test_exactly_once_through_kills_and_a_clickhouse_outage(broker: EmbeddedBrok
     started = time.monotonic()
     try:
         api.start()
-        with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=60) as client:
+        with api_client(f"http://127.0.0.1:{api_port}", 60) as client:
             wait_ok(client, "/ready", tmp_path)
             for model, (rate_in, rate_out) in PRICES.items():
                 structure = {

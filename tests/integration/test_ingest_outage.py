@@ -8,11 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from llm_cost_ops.broker import EmbeddedBroker, free_port
 
-from processes import cost_ops_processes, wait_ok
+from processes import ADMIN_KEY, api_client, cost_ops_processes, wait_ok
 
 
 def test_broker_outage_gives_503_with_retry_after(tmp_path: Path, usage_record: Callable[..., dict[str, Any]]) -> None:
@@ -25,11 +23,12 @@ def test_broker_outage_gives_503_with_retry_after(tmp_path: Path, usage_record: 
         "KAFKA__IDEMPOTENT_PRODUCER": "false",
         "COSTOPS_DATA_DIR": str(tmp_path / "data"),
         "API_PORT": str(port),
+        "COSTOPS_ADMIN_KEY": ADMIN_KEY,
     }
     try:
         with (
             cost_ops_processes({"api": ["api", "--role", "api"]}, env, tmp_path),
-            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client,
+            api_client(f"http://127.0.0.1:{port}", 60) as client,
         ):
             wait_ok(client, "/ready", tmp_path, timeout_s=60)
             assert client.post("/api/v1/usage", json=usage_record()).status_code == 202

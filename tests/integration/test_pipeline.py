@@ -27,7 +27,7 @@ from schemas.columns import batch_record, event_record, row_record
 from schemas.priced import COST_PLACES
 from schemas.usage import UsageEvent
 
-from processes import cost_ops_processes, pipeline_env, wait_ok
+from processes import api_client, cost_ops_processes, pipeline_env, wait_ok
 
 SEED_RECORDS: list[dict[str, Any]] = json.loads((Path(__file__).parents[2] / "examples" / "usage.json").read_text())
 MODELS = [
@@ -68,7 +68,7 @@ def pipeline(broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory) -
     commands = {"api": ["api", "--role", "all"], "worker": ["worker"]}
     with (
         cost_ops_processes(commands, env, root),
-        httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client,
+        api_client(f"http://127.0.0.1:{api_port}", 30) as client,
     ):
         wait_ok(client, "/ready", root)
         wait_ok(client, f"http://127.0.0.1:{worker_port}/ready", root)

@@ -11,7 +11,17 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from api.errors import STATUS, error_body, pipeline_error_handler, status_for
-from llm_cost_ops.errors import BudgetExceededError, InvalidInputError, NotFoundError, PipelineError, UnavailableError
+from llm_cost_ops.errors import (
+    AuthenticationError,
+    BudgetExceededError,
+    InvalidInputError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    PipelineError,
+    RateLimitedError,
+    UnavailableError,
+)
 from llm_cost_ops.kafka import BrokerUnavailableError
 from llm_cost_ops.producer import PublishError
 from schemas.errors import DecodeError, EventValidationError, SchemaRegistryError, SchemaRegistryUnavailableError
@@ -45,9 +55,10 @@ def test_status_for(error: PipelineError, status: int) -> None:
     assert status_for(error) == status
 
 
-def test_status_table_covers_the_five_kinds() -> None:
+def test_status_table_covers_every_kind() -> None:
     expected = {
         InvalidInputError: 422, NotFoundError: 404, BudgetExceededError: 429, UnavailableError: 503, PipelineError: 500,
+        AuthenticationError: 401, PermissionDeniedError: 403, RateLimitedError: 429, PayloadTooLargeError: 413,
     }  # fmt: skip
     assert dict(STATUS) == expected
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from access_keys import admin_authenticator
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -54,7 +55,9 @@ def client(context: PricingContext) -> Iterator[TestClient]:
     register_error_handlers(app)
     app.include_router(pricing.router)
     app.state.context = context
-    with TestClient(app) as client:
+    assert context.control is not None
+    app.state.authenticator, secret = admin_authenticator(context.control)
+    with TestClient(app, headers={"Authorization": f"Bearer {secret}"}) as client:
         yield client
 
 
@@ -70,7 +73,7 @@ def stored(client: TestClient) -> list[dict[str, Any]]:
 
 
 def test_create_the_seeds_example(client: TestClient, context: PricingContext) -> None:
-    response = client.post("/api/v1/pricing", json=SEED, headers={"X-Actor": "alice"})
+    response = client.post("/api/v1/pricing", json=SEED)
     assert response.status_code == 201
     rule = response.json()
     assert rule["id"].startswith("price_")
@@ -87,7 +90,7 @@ def test_create_the_seeds_example(client: TestClient, context: PricingContext) -
     assert rule["scope"] == "global"
     assert rule["effective_date"] == "2025-01-01T00:00:00Z"
     assert rule["end_date"] is None
-    assert rule["created_by"] == "alice"
+    assert rule["created_by"] == "key:key_admin"  # the caller's key
     assert rule["created_at"].endswith("Z")
     assert client.get(f"/api/v1/pricing/{rule['id']}").json() == rule
     assert context.announced == 1
@@ -190,12 +193,12 @@ def test_put_replaces_the_rule(client: TestClient, context: PricingContext) -> N
         end_date="2025-07-01",
         description="contract",
     )
-    response = client.put(f"/api/v1/pricing/{created['id']}", json=replacement, headers={"X-Actor": "bob"})
+    response = client.put(f"/api/v1/pricing/{created['id']}", json=replacement)
     assert response.status_code == 200
     updated = response.json()
     assert updated["id"] == created["id"]
     assert updated["created_at"] == created["created_at"]
-    assert updated["created_by"] == "api"  # the creator (no X-Actor on create), not the editor
+    assert updated["created_by"] == "key:key_admin"  # the creator, not the editor
     assert updated["pricing_structure"] == {
         "type": "per_request",
         "price_per_request": "0.01",
@@ -227,11 +230,14 @@ def test_delete_returns_the_rule(client: TestClient, context: PricingContext) ->
 
 
 def test_history(client: TestClient) -> None:
-    created = client.post("/api/v1/pricing", json=SEED, headers={"X-Actor": "alice"}).json()
+    created = client.post("/api/v1/pricing", json=SEED).json()
     updated = client.put(f"/api/v1/pricing/{created['id']}", json=seed(end_date="2025-02-01")).json()
-    client.delete(f"/api/v1/pricing/{created['id']}", headers={"X-Actor": "  carol  "})
+    client.delete(f"/api/v1/pricing/{created['id']}")
     history = client.get(f"/api/v1/pricing/{created['id']}/history").json()
-    assert [(e["action"], e["actor"]) for e in history] == [("create", "alice"), ("update", "api"), ("delete", "carol")]
+    assert [(e["action"], e["actor"]) for e in history] == [
+        (a, "key:key_admin") for a in ("create", "update", "delete")
+    ]
+    assert {e["source"] for e in history} == {"testclient"}  # where the request came from
     assert [e["id"] for e in history] == sorted(e["id"] for e in history)
     assert (history[0]["before"], history[0]["after"]) == (None, created)
     assert (history[1]["before"], history[1]["after"]) == (created, updated)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import inspect, select
 
 from llm_cost_ops.errors import InvalidInputError, NotFoundError
+from schemas.control import Actor
 from schemas.pricing_rule import PricingRuleInput
 from sinks.control_schema import MIGRATIONS, schema_migrations
 from sinks.control_store import ControlStore, create_control_engine, database_url
@@ -74,7 +75,7 @@ def test_open_migrates_once(control_url: str) -> None:
 
 
 def test_create_get_list(store: ControlStore, rule: RuleFactory) -> None:
-    created = store.create_rule(rule(description="list price"), actor="alice")
+    created = store.create_rule(rule(description="list price"), Actor("alice"))
     assert created.id.startswith("price_")
     assert created.created_by == "alice"
     assert created.created_at == created.updated_at
@@ -86,7 +87,7 @@ def test_create_get_list(store: ControlStore, rule: RuleFactory) -> None:
 def test_decimals_round_trip_exactly(store: ControlStore, rule: RuleFactory) -> None:
     tiny, large = Decimal("0.0000000001"), Decimal("123456789.1234567891")
     structure = {"type": "per_token", "input_price_per_million": tiny, "output_price_per_million": large}
-    created = store.create_rule(rule(pricing_structure=structure), "test")
+    created = store.create_rule(rule(pricing_structure=structure), Actor("test"))
     loaded = store.get_rule(created.id).pricing_structure
     assert loaded.type == "per_token"
     assert (loaded.input_price_per_million, loaded.output_price_per_million) == (tiny, large)
@@ -102,15 +103,15 @@ def test_tiered_and_per_request_round_trip(store: ControlStore, rule: RuleFactor
         ],
     }
     per_request = {"type": "per_request", "price_per_request": "0.002", "included_tokens": 1000}
-    a = store.create_rule(rule(model="claude", pricing_structure=tiered), "test")
-    b = store.create_rule(rule(model="tiny", pricing_structure=per_request), "test")
+    a = store.create_rule(rule(model="claude", pricing_structure=tiered), Actor("test"))
+    b = store.create_rule(rule(model="tiny", pricing_structure=per_request), Actor("test"))
     assert store.get_rule(a.id) == a
     assert store.get_rule(b.id) == b
 
 
 def test_dates_round_trip_as_utc(store: ControlStore, rule: RuleFactory) -> None:
     created = store.create_rule(
-        rule(effective_date="2025-03-01T12:30:00+02:00", end_date="2025-04-01T00:00:00Z"), "test"
+        rule(effective_date="2025-03-01T12:30:00+02:00", end_date="2025-04-01T00:00:00Z"), Actor("test")
     )
     loaded = store.get_rule(created.id)
     assert loaded.effective_date == datetime(2025, 3, 1, 10, 30, tzinfo=UTC)
@@ -121,9 +122,9 @@ def test_dates_round_trip_as_utc(store: ControlStore, rule: RuleFactory) -> None
 
 
 def test_update_replaces_and_keeps_creation(store: ControlStore, rule: RuleFactory) -> None:
-    created = store.create_rule(rule(), "alice")
+    created = store.create_rule(rule(), Actor("alice"))
     structure = {"type": "per_token", "input_price_per_million": "9", "output_price_per_million": "27"}
-    updated = store.update_rule(created.id, rule(pricing_structure=structure, end_date="2025-06-01"), "bob")
+    updated = store.update_rule(created.id, rule(pricing_structure=structure, end_date="2025-06-01"), Actor("bob"))
     assert updated.id == created.id
     assert (updated.created_at, updated.created_by) == (created.created_at, "alice")
     assert updated.updated_at >= created.updated_at
@@ -135,13 +136,13 @@ def test_update_replaces_and_keeps_creation(store: ControlStore, rule: RuleFacto
 
 
 def test_update_may_overlap_its_own_range(store: ControlStore, rule: RuleFactory) -> None:
-    created = store.create_rule(rule(), "test")
-    assert store.update_rule(created.id, rule(effective_date="2024-06-01"), "test").effective_date.year == 2024
+    created = store.create_rule(rule(), Actor("test"))
+    assert store.update_rule(created.id, rule(effective_date="2024-06-01"), Actor("test")).effective_date.year == 2024
 
 
 def test_delete_returns_the_rule(store: ControlStore, rule: RuleFactory) -> None:
-    created = store.create_rule(rule(), "test")
-    assert store.delete_rule(created.id, "test") == created
+    created = store.create_rule(rule(), Actor("test"))
+    assert store.delete_rule(created.id, Actor("test")) == created
     assert store.list_rules() == []
     with pytest.raises(NotFoundError, match=created.id):
         store.get_rule(created.id)
@@ -153,19 +154,19 @@ def test_unknown_rule_not_found(store: ControlStore, rule: RuleFactory, call: st
         if call == "get":
             store.get_rule("price_missing")
         elif call == "update":
-            store.update_rule("price_missing", rule(), "test")
+            store.update_rule("price_missing", rule(), Actor("test"))
         else:
-            store.delete_rule("price_missing", "test")
+            store.delete_rule("price_missing", Actor("test"))
     assert store.version() == 0
 
 
 def test_audit_log_and_version(store: ControlStore, rule: RuleFactory) -> None:
     assert store.version() == 0
-    created = store.create_rule(rule(), "alice")
+    created = store.create_rule(rule(), Actor("alice"))
     v1 = store.version()
-    updated = store.update_rule(created.id, rule(end_date="2025-06-01"), "bob")
+    updated = store.update_rule(created.id, rule(end_date="2025-06-01"), Actor("bob"))
     v2 = store.version()
-    store.delete_rule(created.id, "carol")
+    store.delete_rule(created.id, Actor("carol"))
     v3 = store.version()
     assert 0 < v1 < v2 < v3
 
@@ -189,10 +190,10 @@ def test_audit_log_and_version(store: ControlStore, rule: RuleFactory) -> None:
 
 
 def test_overlap_refused_and_nothing_stored(store: ControlStore, rule: RuleFactory) -> None:
-    first = store.create_rule(rule(), "test")
+    first = store.create_rule(rule(), Actor("test"))
     version = store.version()
     with pytest.raises(InvalidInputError) as caught:
-        store.create_rule(rule(effective_date="2025-06-01"), "test")
+        store.create_rule(rule(effective_date="2025-06-01"), Actor("test"))
     assert caught.value.message == "invalid pricing: effective_date"
     assert caught.value.field_errors == {
         "effective_date": f"overlaps {first.id} (from 2025-01-01T00:00:00Z to open); set its end_date first"
@@ -202,9 +203,9 @@ def test_overlap_refused_and_nothing_stored(store: ControlStore, rule: RuleFacto
 
 
 def test_overlap_with_a_later_rule_says_where_to_end(store: ControlStore, rule: RuleFactory) -> None:
-    later = store.create_rule(rule(effective_date="2025-06-01", end_date="2025-07-01"), "test")
+    later = store.create_rule(rule(effective_date="2025-06-01", end_date="2025-07-01"), Actor("test"))
     with pytest.raises(InvalidInputError) as caught:
-        store.create_rule(rule(effective_date="2025-01-01"), "test")
+        store.create_rule(rule(effective_date="2025-01-01"), Actor("test"))
     assert caught.value.field_errors["effective_date"] == (
         f"overlaps {later.id} (from 2025-06-01T00:00:00Z to 2025-07-01T00:00:00Z); "
         "end this rule by 2025-06-01T00:00:00Z"
@@ -212,11 +213,11 @@ def test_overlap_with_a_later_rule_says_where_to_end(store: ControlStore, rule: 
 
 
 def test_update_into_overlap_refused_and_unchanged(store: ControlStore, rule: RuleFactory) -> None:
-    first = store.create_rule(rule(end_date="2025-06-01"), "test")
-    second = store.create_rule(rule(effective_date="2025-06-01"), "test")
+    first = store.create_rule(rule(end_date="2025-06-01"), Actor("test"))
+    second = store.create_rule(rule(effective_date="2025-06-01"), Actor("test"))
     version = store.version()
     with pytest.raises(InvalidInputError, match="effective_date"):
-        store.update_rule(first.id, rule(), "test")  # open-ended again: runs into the second
+        store.update_rule(first.id, rule(), Actor("test"))  # open-ended again: runs into the second
     assert store.get_rule(first.id) == first
     assert store.get_rule(second.id) == second
     assert store.version() == version
@@ -232,22 +233,22 @@ def test_update_into_overlap_refused_and_unchanged(store: ControlStore, rule: Ru
     ],
 )
 def test_different_keys_do_not_overlap(store: ControlStore, rule: RuleFactory, other: dict[str, str]) -> None:
-    store.create_rule(rule(), "test")
-    store.create_rule(rule(**other), "test")
+    store.create_rule(rule(), Actor("test"))
+    store.create_rule(rule(**other), Actor("test"))
     assert len(store.list_rules()) == 2
 
 
 def test_adjacent_ranges_do_not_overlap(store: ControlStore, rule: RuleFactory) -> None:
-    store.create_rule(rule(end_date="2025-06-01"), "test")
-    store.create_rule(rule(effective_date="2025-06-01"), "test")
+    store.create_rule(rule(end_date="2025-06-01"), Actor("test"))
+    store.create_rule(rule(effective_date="2025-06-01"), Actor("test"))
     assert len(store.list_rules()) == 2
 
 
 def test_filters_and_active_at(store: ControlStore, rule: RuleFactory) -> None:
-    old = store.create_rule(rule(end_date="2025-06-01"), "test")
-    new = store.create_rule(rule(effective_date="2025-06-01"), "test")
-    org = store.create_rule(rule(organization_id="org-1"), "test")
-    other = store.create_rule(rule(provider="anthropic", model="claude"), "test")
+    old = store.create_rule(rule(end_date="2025-06-01"), Actor("test"))
+    new = store.create_rule(rule(effective_date="2025-06-01"), Actor("test"))
+    org = store.create_rule(rule(organization_id="org-1"), Actor("test"))
+    other = store.create_rule(rule(provider="anthropic", model="claude"), Actor("test"))
 
     assert {r.id for r in store.list_rules(provider="OpenAI")} == {old.id, new.id, org.id}
     assert [r.id for r in store.list_rules(model="claude")] == [other.id]
@@ -270,7 +271,7 @@ def test_concurrent_overlapping_creates_store_one(control_url: str, rule: RuleFa
     def create(index: int) -> None:
         start.wait()
         try:
-            stores[index % 2].create_rule(rule(), f"writer-{index}")
+            stores[index % 2].create_rule(rule(), Actor(f"writer-{index}"))
             results.append("created")
         except InvalidInputError:
             results.append("refused")

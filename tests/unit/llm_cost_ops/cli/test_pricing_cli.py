@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import socket
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from access_keys import admin_authenticator
 from fastapi import FastAPI
 
 from api.errors import register_error_handlers
@@ -55,6 +57,8 @@ def api_url(store: ControlStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     register_error_handlers(app)
     app.include_router(pricing.router)
     app.state.context = _Context(store)
+    app.state.authenticator, secret = admin_authenticator(store)
+    monkeypatch.setenv("COSTOPS_API_KEY", secret)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -80,7 +84,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def rules(api_url: str) -> list[dict[str, Any]]:
-    data: list[dict[str, Any]] = httpx.get(f"{api_url}/api/v1/pricing").json()["data"]
+    key = os.environ["COSTOPS_API_KEY"]  # set by the api_url fixture
+    data: list[dict[str, Any]] = httpx.get(f"{api_url}/api/v1/pricing", headers={"X-API-Key": key}).json()["data"]
     return data
 
 
