@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 
 from api.context import ApiContext, Role
 from api.errors import register_error_handlers
-from api.routes import alerts, budgets, costs, dlq, pricing, pricing_ops, system, usage, webhooks
+from api.routes import alerts, analytics, budgets, costs, dlq, pricing, pricing_ops, system, usage, webhooks
 from api.spend_board import SpendBoard
 from llm_cost_ops.kafka import ensure_topics
 from llm_cost_ops.metrics import PipelineMetrics
@@ -109,6 +109,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
     if role in ("api", "all"):
         app.include_router(usage.router)
         app.include_router(costs.router)
+        app.include_router(analytics.router)
         app.include_router(pricing_ops.router)  # before pricing: /missing is not a rule id
         app.include_router(pricing.router)
         app.include_router(dlq.router)
