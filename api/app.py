@@ -29,6 +29,7 @@ from api.rate_limit import RateDecision
 from api.routes import (
     admin,
     alerts,
+    analytics,
     auth_routes,
     budgets,
     costs,
@@ -140,6 +141,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
         for router, read, write in (
             (usage.router, "read:costs", "write:costs"),
             (costs.router, "read:costs", "read:costs"),
+            (analytics.router, "read:costs", "read:costs"),
             (pricing_ops.router, "read:pricing", "write:pricing"),  # before pricing: /missing is not a rule id
             (pricing.router, "read:pricing", "write:pricing"),
             (dlq.router, "admin:dlq", "admin:dlq"),

@@ -15,11 +15,16 @@ from api.auth import PrincipalDep
 from api.context import ApiContext
 from llm_cost_ops.errors import InvalidInputError, UnavailableError
 from llm_cost_ops.producer import UsageProducer
+from schemas.analytics import SeriesParams
 from schemas.control import Actor
+from schemas.cursor import decode_cursor
 from schemas.errors import field_errors
-from schemas.query import AggregateParams, CostFilterParams, PageParams
+from schemas.period import MAX_PERIODS, Granularity, period_count_at_most
+from schemas.query import METADATA_KEY, METADATA_PREFIX, AggregateParams, CostFilterParams, PageParams
+from sinks.analytics_queries import AnalyticsQueries
 from sinks.control_store import ControlStore
 from sinks.queries import CostQueries
+from sinks.trend_queries import TrendQueries
 
 T = TypeVar("T")
 
@@ -92,51 +97,115 @@ def invalid_parameters(exc: ValidationError) -> InvalidInputError:
 
 
 def cost_filters(
+    request: Request,
     principal: PrincipalDep,
     organization_id: str | None = None,
     project_id: str | None = None,
+    user_id: str | None = None,
     provider: str | None = None,
     model: str | None = None,
     currency: Annotated[str | None, Query(description="ISO 4217 code: only costs in this currency")] = None,
     start_date: Annotated[str | None, Query(description="ISO 8601 date or timestamp, inclusive")] = None,
     end_date: Annotated[str | None, Query(description="ISO 8601; a date includes that whole day")] = None,
+    tags: Annotated[
+        list[str] | None,
+        Query(description="only events carrying every one of these tags; repeat the parameter or separate by commas"),
+    ] = None,
 ) -> CostFilterParams:
     # The caller's organization, in the query itself: another one is refused (403).
     organization_id = principal.scope(organization_id)
+    """The filters of every cost and usage query. Besides the declared parameters, each
+    ``metadata.KEY=value`` parameter (``?metadata.team=customer-support``) keeps the events
+    whose metadata has KEY with that value."""
+    metadata, errors = metadata_filters(request)
     try:
         # model_validate: the dates arrive as strings and the model parses them.
-        return CostFilterParams.model_validate(
+        filters = CostFilterParams.model_validate(
             {
                 "organization_id": organization_id,
                 "project_id": project_id,
+                "user_id": user_id,
                 "provider": provider,
                 "model": model,
                 "currency": currency.upper() if currency else None,
                 "start_date": start_date,
                 "end_date": end_date,
+                "tags": tuple(dict.fromkeys(t.strip() for value in tags or [] for t in value.split(",") if t.strip())),
+                "metadata": metadata,
             }
         )
     except ValidationError as exc:
-        raise invalid_parameters(exc) from None
+        errors = {**field_errors(exc), **errors}
+    if errors:
+        raise InvalidInputError(f"invalid query parameters: {', '.join(errors)}", errors)
+    return filters
 
 
-def page_params(context: ContextDep, page: int = 1, per_page: int = 100) -> PageParams:
+def metadata_filters(request: Request) -> tuple[dict[str, str], dict[str, str]]:
+    """(filters, errors) of the ``metadata.KEY=value`` query parameters; an error names the
+    parameter as it was given."""
+    metadata: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if not name.startswith(METADATA_PREFIX):
+            continue
+        key = name.removeprefix(METADATA_PREFIX)
+        if not METADATA_KEY.match(key):
+            errors[name] = "metadata key must be 1 to 100 letters, digits or _ . : -"
+        elif not 0 < len(value) <= 1000:
+            errors[name] = "must be 1 to 1000 characters"
+        elif key in metadata and metadata[key] != value:
+            errors[name] = "must be given once (an event has one value per key)"
+        else:
+            metadata[key] = value
+    return metadata, errors
+
+
+def page_params(
+    context: ContextDep,
+    page: int = 1,
+    per_page: int = 100,
+    cursor: Annotated[
+        str | None, Query(description="next_cursor of the previous page: resume after its last row (keyset paging)")
+    ] = None,
+) -> PageParams:
+    after = None
+    if cursor is not None:
+        try:
+            after = decode_cursor(cursor)
+        except ValueError as exc:
+            raise InvalidInputError("invalid cursor", {"cursor": str(exc)}) from None
+        if page != 1:
+            raise InvalidInputError("page and cursor exclude each other", {"page": "must be omitted with cursor"})
     try:
         # per_page is capped, not refused: asking for "everything" gets the largest page.
-        return PageParams(page=page, per_page=min(per_page, context.settings.api.max_per_page))
+        return PageParams(page=page, per_page=min(per_page, context.settings.api.max_per_page), after=after)
     except ValidationError as exc:
         raise invalid_parameters(exc) from None
 
 
 def aggregate_params(
     group_by: Annotated[
-        list[str] | None, Query(description="provider, model, organization_id, project_id; comma-separated")
+        list[str] | None,
+        Query(
+            description="provider, model, organization_id, project_id, user_id, tag, metadata.KEY; comma-separated. "
+            "With tag, an event counts in the group of each of its tags"
+        ),
     ] = None,
-    granularity: Annotated[str | None, Query(description="hour or day")] = None,
+    granularity: Annotated[str | None, Query(description="minute, hour, day, week (from Monday) or month")] = None,
+    timezone: Annotated[str, Query(description="IANA time zone the periods start in, e.g. Europe/Paris")] = "UTC",
+    fill_gaps: Annotated[
+        bool, Query(description="with a granularity and both dates, list periods without events as zeros")
+    ] = True,
 ) -> AggregateParams:
     keys = [k.strip() for value in group_by or [] for k in value.split(",") if k.strip()]
     try:
-        return AggregateParams(group_by=tuple(dict.fromkeys(keys)), granularity=granularity)  # type: ignore[arg-type]
+        return AggregateParams(
+            group_by=tuple(dict.fromkeys(keys)),
+            granularity=granularity,  # type: ignore[arg-type]
+            timezone=timezone,
+            fill_gaps=fill_gaps,
+        )
     except ValidationError as exc:
         raise invalid_parameters(exc) from None
 
@@ -151,9 +220,70 @@ def aggregate_request(
         fields = {k: v for e in errors for k, v in e.field_errors.items()}
         raise InvalidInputError(f"invalid query parameters: {', '.join(fields)}", fields)
     assert isinstance(filters, CostFilterParams) and isinstance(agg, AggregateParams)
+    check_series_size(filters, agg.granularity)
     return filters, agg
 
 
+def check_series_size(filters: CostFilterParams, granularity: Granularity | None) -> None:
+    """A 422 naming ``granularity`` when ``[start_date, end_date)`` holds more than
+    :data:`MAX_PERIODS` periods of it (every one of which a gap-filled series would list)."""
+    if granularity is None or filters.start is None or filters.end is None:
+        return
+    if period_count_at_most(filters.start, filters.end, granularity) > MAX_PERIODS:
+        raise InvalidInputError(
+            "too many periods",
+            {"granularity": f"the date range has more than {MAX_PERIODS} periods of a {granularity}"},
+        )
+
+
+def series_params(
+    granularity: Annotated[str, Query(description="minute, hour, day, week (from Monday) or month")] = "day",
+    timezone: Annotated[str, Query(description="IANA time zone the periods start in, e.g. Europe/Paris")] = "UTC",
+    limit: Annotated[int, Query(description="entries of each top list")] = 10,
+) -> SeriesParams:
+    try:
+        return SeriesParams(granularity=granularity, timezone=timezone, limit=limit)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise invalid_parameters(exc) from None
+
+
+def series_request(
+    filters: Annotated[CostFilterParams | InvalidInputError, Depends(_capture(cost_filters))],
+    series: Annotated[SeriesParams | InvalidInputError, Depends(_capture(series_params))],
+) -> tuple[CostFilterParams, SeriesParams]:
+    """Filters and time axis together (one 422 for both); the range must fit the series."""
+    errors = [e for e in (filters, series) if isinstance(e, InvalidInputError)]
+    if errors:
+        fields = {k: v for e in errors for k, v in e.field_errors.items()}
+        raise InvalidInputError(f"invalid query parameters: {', '.join(fields)}", fields)
+    assert isinstance(filters, CostFilterParams) and isinstance(series, SeriesParams)
+    check_series_size(filters, series.granularity)
+    return filters, series
+
+
+def trend_request(
+    request: Annotated[tuple[CostFilterParams, SeriesParams], Depends(series_request)],
+) -> tuple[CostFilterParams, SeriesParams]:
+    """A trend compares ``[start_date, end_date)`` with the range before it: both dates are needed."""
+    filters, _ = request
+    missing = {name: "is required for trends" for name in ("start_date", "end_date") if getattr(filters, name) is None}
+    if missing:
+        raise InvalidInputError(f"missing query parameters: {', '.join(missing)}", missing)
+    return request
+
+
+def get_analytics(context: ContextDep) -> AnalyticsQueries:
+    return AnalyticsQueries(context.store)
+
+
+def get_trends(context: ContextDep) -> TrendQueries:
+    return TrendQueries(context.store)
+
+
 FiltersDep = Annotated[CostFilterParams, Depends(cost_filters)]
+SeriesRequestDep = Annotated[tuple[CostFilterParams, SeriesParams], Depends(series_request)]
+TrendRequestDep = Annotated[tuple[CostFilterParams, SeriesParams], Depends(trend_request)]
+AnalyticsDep = Annotated[AnalyticsQueries, Depends(get_analytics)]
+TrendsDep = Annotated[TrendQueries, Depends(get_trends)]
 PageDep = Annotated[PageParams, Depends(page_params)]
 AggregateRequestDep = Annotated[tuple[CostFilterParams, AggregateParams], Depends(aggregate_request)]

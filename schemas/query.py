@@ -6,14 +6,24 @@ floats to most clients, and a float is not money.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
-GroupBy = Literal["provider", "model", "organization_id", "project_id"]
-Granularity = Literal["hour", "day"]
+from schemas.period import Granularity, check_timezone
+from schemas.usage import MAX_TAGS, Tag
+
+GROUP_COLUMNS = ("provider", "model", "organization_id", "project_id", "user_id", "tag")
+"""What ``costs/aggregate`` groups by, besides ``metadata.KEY``. ``tag`` puts an event in the group
+of each of its (distinct) tags: an event tagged ``a`` and ``b`` counts in both groups, so the
+groups of ``tag`` add up to more than the total; untagged events form the group ``tag: null``."""
+
+METADATA_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+"""Metadata keys that may be filtered (``metadata.team=x``) or grouped by (``metadata.team``)."""
+METADATA_PREFIX = "metadata."
 
 # ClickHouse DateTime64 covers 1900-01-01 to 2299-12-31.
 EARLIEST_DATE = date(1900, 1, 1)
@@ -26,6 +36,8 @@ def as_utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(as_utc)]
+ZonedDatetime = Annotated[datetime, AfterValidator(lambda v: v if v.tzinfo else v.replace(tzinfo=UTC))]
+"""A timestamp kept in the zone it was given in (a period of a ``timezone``); naive means UTC."""
 Money = Annotated[Decimal, PlainSerializer(lambda d: format(d, "f"), return_type=str, when_used="json")]
 """A Decimal serialized as a plain decimal string ("0.0000004500", never "4.5E-7")."""
 
@@ -47,8 +59,13 @@ class CostFilterParams(BaseModel):
 
     organization_id: str | None = Field(default=None, max_length=128)
     project_id: str | None = Field(default=None, max_length=128)
+    user_id: str | None = Field(default=None, max_length=128)
     provider: str | None = Field(default=None, max_length=64)
     model: str | None = Field(default=None, max_length=200)
+    tags: tuple[Tag, ...] = Field(default=(), max_length=MAX_TAGS)
+    """Events carrying every one of these tags."""
+    metadata: dict[str, str] = Field(default_factory=dict)
+    """Events whose metadata has each of these keys with exactly this (non-empty) value."""
     currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
     """Only costs in this currency (ISO 4217). Amounts of different currencies are never added."""
     start_date: date | datetime | None = None
@@ -70,6 +87,16 @@ class CostFilterParams(BaseModel):
             raise ValueError(f"must be between {EARLIEST_DATE} and {LATEST_DATE}")
         return parsed
 
+    @field_validator("metadata")
+    @classmethod
+    def _metadata(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not METADATA_KEY.match(key):
+                raise ValueError(f"key {key!r} must be 1 to 100 letters, digits or _ . : -")
+            if not 0 < len(item) <= 1000:
+                raise ValueError(f"value of {key!r} must be 1 to 1000 characters")
+        return value
+
     @property
     def start(self) -> datetime | None:
         return instant(self.start_date, end=False) if self.start_date is not None else None
@@ -88,18 +115,53 @@ class CostFilterParams(BaseModel):
         return value
 
 
+class SortKey(BaseModel):
+    """Where a listing stands: the (timestamp, organization_id, event_id) of a row, in the order
+    of every listing (newest first, then organization and id ascending)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    timestamp: UtcDatetime
+    organization_id: str
+    event_id: str
+
+
 class PageParams(BaseModel):
+    """Offset (``page``) or keyset (``after``: the sort key of the previous page's last row) paging."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     page: int = Field(default=1, ge=1, le=1_000_000)
     per_page: int = Field(default=100, ge=1)
+    after: SortKey | None = None
 
 
 class AggregateParams(BaseModel):
+    """Grouping of ``costs/aggregate``: any of :data:`GROUP_COLUMNS` and ``metadata.KEY``; periods
+    of ``granularity`` starting at local boundaries of ``timezone``."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    group_by: tuple[GroupBy, ...] = ()
+    group_by: tuple[str, ...] = ()
     granularity: Granularity | None = None
+    timezone: str = "UTC"
+    fill_gaps: bool = False
+    """List the periods without events (zero totals) when both dates bound the range. The HTTP
+    parameter defaults to true; here the default keeps the query's rows as they are."""
+
+    @field_validator("group_by")
+    @classmethod
+    def _whitelisted(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            meta = key.removeprefix(METADATA_PREFIX) if key.startswith(METADATA_PREFIX) else None
+            if key not in GROUP_COLUMNS and (meta is None or not METADATA_KEY.match(meta)):
+                raise ValueError(f"{key!r} is not one of {', '.join(GROUP_COLUMNS)} or metadata.KEY")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return check_timezone(value)
 
 
 class CostRecord(BaseModel):
@@ -129,6 +191,44 @@ class CostRecord(BaseModel):
     currency: str
     price_source: str | None
     unpriced_reason: str | None
+
+
+class UsageRecord(BaseModel):
+    """One usage event as stored (``GET /api/v1/usage``), with its total cost."""
+
+    id: str
+    timestamp: UtcDatetime
+    provider: str
+    model: str
+    model_version: str | None
+    organization_id: str
+    project_id: str | None
+    user_id: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    cached_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    latency_ms: int | None
+    tags: list[str]
+    metadata: dict[str, str]
+    source_type: str | None
+    source_endpoint: str | None
+    pricing_status: str
+    total_cost: Money | None
+    currency: str
+    ingested_at: UtcDatetime
+
+
+class UsagePage(BaseModel):
+    data: list[UsageRecord]
+    page: int
+    per_page: int
+    total: int
+    has_more: bool
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the rows after this page (null on the last page)."""
 
 
 class PricingError(BaseModel):
@@ -176,6 +276,8 @@ class CostPage(BaseModel):
     per_page: int
     total: int
     has_more: bool
+    next_cursor: str | None = None
+    """Pass as ``cursor`` for the rows after this page (null on the last page)."""
 
 
 class CostGroup(BaseModel):
@@ -183,7 +285,8 @@ class CostGroup(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    period_start: UtcDatetime | None = None
+    period_start: ZonedDatetime | None = None
+    """The period's start in the requested ``timezone`` (with its offset)."""
     currency: str
     """Groups are always split by currency: amounts of different currencies are never added."""
     total_cost: Money | None
@@ -198,6 +301,7 @@ class CostGroup(BaseModel):
 class CostAggregate(BaseModel):
     group_by: list[str]
     granularity: str | None
+    timezone: str = "UTC"
     data: list[CostGroup]
 
 

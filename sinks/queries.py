@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from schemas.cursor import encode_cursor
+from schemas.period import Granularity, period_series, zone_of
 from schemas.priced import COST_PLACES, pricing_not_found
 from schemas.query import (
+    GROUP_COLUMNS,
+    METADATA_PREFIX,
     AggregateParams,
     Breakdown,
     CostAggregate,
@@ -30,14 +35,26 @@ from schemas.query import (
     PageParams,
     Period,
     PricingError,
+    SortKey,
+    UsagePage,
+    UsageRecord,
     UsageStats,
+    as_utc,
 )
 from sinks.store import ClickHouseStore
 
-_FILTER_COLUMNS = ("organization_id", "project_id", "provider", "model", "currency")
-_GRANULARITY_FN = {"hour": "toStartOfHour", "day": "toStartOfDay"}
+_FILTER_COLUMNS = ("organization_id", "project_id", "user_id", "provider", "model", "currency")
+_GRANULARITY_FN = {
+    "minute": "toStartOfMinute",
+    "hour": "toStartOfHour",
+    "day": "toStartOfDay",
+    "week": "toStartOfWeek",
+    "month": "toStartOfMonth",
+}
 _RECORD_COLUMNS = tuple(CostRecord.model_fields)
 _SELECT_RECORD = ", ".join("event_id AS id" if c == "id" else c for c in _RECORD_COLUMNS)
+_USAGE_COLUMNS = tuple(UsageRecord.model_fields)
+_SELECT_USAGE = ", ".join("event_id AS id" if c == "id" else c for c in _USAGE_COLUMNS)
 _DETAIL_COLUMNS = tuple(c for c in CostDetail.model_fields if c != "error")
 _SELECT_DETAIL = ", ".join("event_id AS id" if c == "id" else c for c in _DETAIL_COLUMNS)
 
@@ -56,6 +73,14 @@ def where_clause(filters: CostFilterParams) -> tuple[str, dict[str, Any]]:
         if value is not None:
             conditions.append(f"{column} = {{{column}:String}}")
             params[column] = value
+    if filters.tags:
+        conditions.append("hasAll(tags, {tags:Array(String)})")
+        params["tags"] = list(filters.tags)
+    # Values are required non-empty: a missing key reads as '' and must never match.
+    for index, key in enumerate(sorted(filters.metadata)):
+        conditions.append(f"metadata[{{metadata_key_{index}:String}}] = {{metadata_value_{index}:String}}")
+        params[f"metadata_key_{index}"] = key
+        params[f"metadata_value_{index}"] = filters.metadata[key]
     if filters.start is not None:
         conditions.append("timestamp >= {start:DateTime64(3, 'UTC')}")
         params["start"] = filters.start
@@ -65,13 +90,35 @@ def where_clause(filters: CostFilterParams) -> tuple[str, dict[str, Any]]:
     return (" WHERE " + " AND ".join(conditions)) if conditions else "", params
 
 
-def list_query(table: str, filters: CostFilterParams, page: PageParams) -> Query:
+def list_query(table: str, filters: CostFilterParams, page: PageParams, select: str = _SELECT_RECORD) -> Query:
     """One page plus the total in the same statement (``count() OVER ()``), so the two agree
-    even while the sink writes."""
+    even while the sink writes.
+
+    With a cursor (``page.after``) the page is the rows after that sort key (keyset paging) and
+    the count is of the rows from there on. The order is newest first but organization and id
+    ascending, so "after" is not one tuple comparison: it is an older timestamp, or the same
+    timestamp and a greater (organization_id, event_id). Rows written meanwhile cannot shift a
+    keyset page: a newer one sorts before the cursor and is not returned, an older one after it
+    and is returned once.
+    """
     where, params = where_clause(filters)
-    params.update(limit=page.per_page, offset=(page.page - 1) * page.per_page)
+    offset = (page.page - 1) * page.per_page
+    if page.after is not None:
+        where = f"{where} AND" if where else " WHERE"
+        where += (
+            " (timestamp < {after_timestamp:DateTime64(3, 'UTC')}"
+            " OR (timestamp = {after_timestamp:DateTime64(3, 'UTC')}"
+            " AND (organization_id, event_id) > ({after_organization_id:String}, {after_event_id:String})))"
+        )
+        params.update(
+            after_timestamp=page.after.timestamp,
+            after_organization_id=page.after.organization_id,
+            after_event_id=page.after.event_id,
+        )
+        offset = 0
+    params.update(limit=page.per_page, offset=offset)
     sql = (
-        f"SELECT {_SELECT_RECORD}, count() OVER () AS total FROM {table} FINAL{where} "
+        f"SELECT {select}, count() OVER () AS total FROM {table} FINAL{where} "
         "ORDER BY timestamp DESC, organization_id, event_id "
         "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
     )
@@ -90,13 +137,48 @@ _TOTALS = (
 )
 
 
+def period_expression(granularity: Granularity, timezone: str, params: dict[str, Any]) -> str:
+    """The start of an event's period in ``timezone`` (bound as ``{timezone:String}``).
+
+    In UTC, minutes, hours and days need no zone argument: the column's zone is UTC. Weeks
+    (starting Monday: mode 1) and months are Dates in ClickHouse, turned back into the instant
+    of that local midnight."""
+    function = _GRANULARITY_FN[granularity]
+    if timezone == "UTC" and granularity in ("minute", "hour", "day"):
+        return f"{function}(timestamp)"
+    params["timezone"] = timezone
+    zone = "{timezone:String}"
+    if granularity == "week":
+        return f"toDateTime(toStartOfWeek(timestamp, 1, {zone}), {zone})"
+    if granularity == "month":
+        return f"toDateTime(toStartOfMonth(timestamp, {zone}), {zone})"
+    return f"{function}(timestamp, {zone})"
+
+
+def group_expression(key: str, index: int, params: dict[str, Any]) -> tuple[str, str]:
+    """(expression, alias) of one ``group_by`` key, already checked against the whitelist.
+
+    ``tag``: one row per distinct tag of the event (arrayJoin), so an event with two tags is in
+    two groups; an untagged event has the tag '' (reported as null). ``metadata.KEY``: the
+    value under KEY, bound as a parameter; '' (reported as null) when the event lacks the key."""
+    if key == "tag":
+        return "arrayJoin(if(empty(tags), [''], arrayDistinct(tags)))", "tag"
+    if key.startswith(METADATA_PREFIX):
+        params[f"group_key_{index}"] = key.removeprefix(METADATA_PREFIX)
+        return f"metadata[{{group_key_{index}:String}}]", f"group_{index}"
+    if key not in GROUP_COLUMNS:  # AggregateParams validated it; this guards the splice
+        raise ValueError(f"cannot group by {key!r}")
+    return key, key
+
+
 def aggregate_query(table: str, filters: CostFilterParams, agg: AggregateParams) -> Query:
     where, params = where_clause(filters)
-    keys: list[str] = [*agg.group_by, "currency"]  # never add amounts of different currencies
+    keys: list[tuple[str, str]] = [group_expression(k, i, params) for i, k in enumerate(agg.group_by)]
+    keys.append(("currency", "currency"))  # never add amounts of different currencies
     if agg.granularity is not None:
-        keys.insert(0, f"{_GRANULARITY_FN[agg.granularity]}(timestamp) AS period_start")
-    names = [k.split(" AS ")[-1] for k in keys]
-    select = ", ".join([*keys, _TOTALS])
+        keys.insert(0, (period_expression(agg.granularity, agg.timezone, params), "period_start"))
+    names = [alias for _, alias in keys]
+    select = ", ".join([*(expr if expr == alias else f"{expr} AS {alias}" for expr, alias in keys), _TOTALS])
     group = f" GROUP BY {', '.join(names)} ORDER BY {', '.join(names)}"
     return Query(f"SELECT {select} FROM {table} FINAL{where}{group}", params)
 
@@ -119,14 +201,13 @@ def summary_query(table: str, filters: CostFilterParams) -> Query:
     return Query(sql, params)
 
 
-def detail_query(table: str, event_id: str, organization_id: str | None = None) -> Query:
-    """One event by id; with ``organization_id``, only if it belongs to that organization."""
-    params: dict[str, Any] = {"event_id": event_id}
-    where = "event_id = {event_id:String}"
-    if organization_id is not None:
-        where += " AND organization_id = {organization_id:String}"
-        params["organization_id"] = organization_id
-    return Query(f"SELECT {_SELECT_DETAIL} FROM {table} FINAL WHERE {where} LIMIT 1", params)
+def detail_query(table: str, event_id: str, filters: CostFilterParams, select: str = _SELECT_DETAIL) -> Query:
+    """One event, if it matches ``filters`` too (the caller's organization above all)."""
+    where, params = where_clause(filters)
+    where = f"{where} AND" if where else " WHERE"
+    params["event_id"] = event_id
+    sql = f"SELECT {select} FROM {table} FINAL{where} event_id = {{event_id:String}} LIMIT 1"
+    return Query(sql, params)
 
 
 def missing_query(table: str, filters: CostFilterParams, limit: int) -> Query:
@@ -153,6 +234,47 @@ def stats_query(table: str, filters: CostFilterParams) -> Query:
     return Query(sql, params)
 
 
+def _fill(
+    groups: list[CostGroup], periods: list[datetime], keys: list[str], filters: CostFilterParams
+) -> list[CostGroup]:
+    """``groups`` plus a zero group for each period a series (group and currency) lacks, in
+    period then key order."""
+    present = {(g.period_start, _key(g, keys)) for g in groups}
+    series = {_key(g, keys) for g in groups}
+    if not series and keys == ["currency"]:
+        series = {(filters.currency or "USD",)}
+    zero = Decimal(0).quantize(COST_PLACES)
+    filled = list(groups)
+    for period in periods:
+        for key in series:
+            if (period, key) not in present:
+                values = dict(zip(keys, key, strict=True))
+                filled.append(
+                    CostGroup(
+                        period_start=period,
+                        total_cost=zero,
+                        request_count=0,
+                        unpriced_requests=0,
+                        total_tokens=0,
+                        prompt_tokens=0,
+                        completion_tokens=0,
+                        **values,
+                    )
+                )
+    return sorted(filled, key=lambda g: (g.period_start, [(v is None, v or "") for v in _key(g, keys)]))
+
+
+def _key(group: CostGroup, keys: list[str]) -> tuple[Any, ...]:
+    values = {"currency": group.currency, **(group.model_extra or {})}
+    return tuple(values.get(k) for k in keys)
+
+
+def _usage_record(row: tuple[Any, ...]) -> UsageRecord:
+    values = dict(zip(_USAGE_COLUMNS, row, strict=True))
+    values["metadata"] = dict(values["metadata"] or {})
+    return UsageRecord(**values)
+
+
 def _money(value: Decimal | None) -> Decimal:
     return (value if value is not None else Decimal(0)).quantize(COST_PLACES)
 
@@ -176,25 +298,60 @@ class CostQueries:
         return self._store.query(query.sql, query.parameters)
 
     def list_costs(self, filters: CostFilterParams, page: PageParams) -> CostPage:
-        rows = self._run(list_query(self._table, filters, page))
-        # Past the last page there is no row to carry the total: count it separately.
-        total = rows[0][-1] if rows else self._run(count_query(self._table, filters))[0][0]
+        rows, total, has_more, cursor = self._page(filters, page, _RECORD_COLUMNS)
         records = [CostRecord(**dict(zip(_RECORD_COLUMNS, row[:-1], strict=True))) for row in rows]
-        offset = (page.page - 1) * page.per_page
-        return CostPage(
-            data=records,
-            page=page.page,
-            per_page=page.per_page,
-            total=total,
-            has_more=offset + len(rows) < total,
-        )
+        return CostPage(data=records, page=page.page, per_page=page.per_page, total=total, has_more=has_more,
+                        next_cursor=cursor)  # fmt: skip
+
+    def list_usage(self, filters: CostFilterParams, page: PageParams) -> UsagePage:
+        rows, total, has_more, cursor = self._page(filters, page, _USAGE_COLUMNS)
+        records = [_usage_record(row[:-1]) for row in rows]
+        return UsagePage(data=records, page=page.page, per_page=page.per_page, total=total, has_more=has_more,
+                         next_cursor=cursor)  # fmt: skip
+
+    def usage(self, event_id: str, filters: CostFilterParams) -> UsageRecord | None:
+        rows = self._run(detail_query(self._table, event_id, filters, _SELECT_USAGE))
+        return _usage_record(rows[0]) if rows else None
+
+    def _page(
+        self, filters: CostFilterParams, page: PageParams, columns: tuple[str, ...]
+    ) -> tuple[list[tuple[Any, ...]], int, bool, str | None]:
+        """(rows, total, has_more, next_cursor) of one page of ``columns``; each row ends with
+        its window count."""
+        select = ", ".join("event_id AS id" if c == "id" else c for c in columns)
+        rows = self._run(list_query(self._table, filters, page, select))
+        if page.after is None:
+            # Past the last page there is no row to carry the total: count it separately.
+            total = rows[0][-1] if rows else self._run(count_query(self._table, filters))[0][0]
+            has_more = (page.page - 1) * page.per_page + len(rows) < total
+        else:
+            # The window counted the rows from the cursor on; the total is of all that match.
+            has_more = bool(rows) and len(rows) < rows[0][-1]
+            total = self._run(count_query(self._table, filters))[0][0]
+        cursor = None
+        if has_more:
+            last = dict(zip(columns, rows[-1], strict=False))
+            key = SortKey(timestamp=last["timestamp"], organization_id=last["organization_id"], event_id=last["id"])
+            cursor = encode_cursor(key)
+        return rows, total, has_more, cursor
 
     def aggregate(self, filters: CostFilterParams, agg: AggregateParams) -> CostAggregate:
+        """Totals per group (and period). With ``fill_gaps``, a granularity and both dates, every period of
+        ``[start, end)`` is present for every group (and currency) that has events in the range:
+        the periods without events have zero totals. Groups are never invented: with no event at
+        all, a grouped answer is empty and an ungrouped one is a zero series in the ``currency``
+        filter's currency (else USD)."""
         rows = self._run(aggregate_query(self._table, filters, agg))
+        zone = zone_of(agg.timezone)
         names = (["period_start"] if agg.granularity else []) + [*agg.group_by, "currency"]
         groups = []
         for row in rows:
             keys = dict(zip(names, row[: len(names)], strict=True))
+            for key in agg.group_by:
+                if key == "tag" or key.startswith(METADATA_PREFIX):
+                    keys[key] = keys[key] or None  # '' is "no tag" / "no such key"
+            if agg.granularity:
+                keys["period_start"] = as_utc(keys["period_start"]).astimezone(zone)
             total_cost, requests, unpriced, tokens, prompt, completion = row[len(names) :]
             groups.append(
                 CostGroup(
@@ -207,7 +364,12 @@ class CostQueries:
                     completion_tokens=completion or 0,
                 )
             )
-        return CostAggregate(group_by=list(agg.group_by), granularity=agg.granularity, data=groups)
+        if agg.fill_gaps and agg.granularity and filters.start is not None and filters.end is not None:
+            series = period_series(filters.start, filters.end, agg.granularity, zone)
+            groups = _fill(groups, [p.astimezone(zone) for p in series], [*agg.group_by, "currency"], filters)
+        return CostAggregate(
+            group_by=list(agg.group_by), granularity=agg.granularity, timezone=agg.timezone, data=groups
+        )
 
     def stats(self, filters: CostFilterParams) -> UsageStats:
         events, unpriced, tokens, first, last, p50, p99, worst = self._run(stats_query(self._table, filters))[0]
@@ -270,8 +432,8 @@ class CostQueries:
             other_currencies=others,
         )
 
-    def detail(self, event_id: str, organization_id: str | None = None) -> CostDetail | None:
-        rows = self._run(detail_query(self._table, event_id, organization_id))
+    def detail(self, event_id: str, filters: CostFilterParams) -> CostDetail | None:
+        rows = self._run(detail_query(self._table, event_id, filters))
         if not rows:
             return None
         values = dict(zip(_DETAIL_COLUMNS, rows[0], strict=True))

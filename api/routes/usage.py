@@ -10,11 +10,11 @@ from fastapi.responses import JSONResponse
 from api.auth import Principal, PrincipalDep
 from api.budget_view import next_period_s
 from api.context import ApiContext
-from api.deps import ContextDep, FiltersDep, ProducerDep, QueriesDep, json_body
-from llm_cost_ops.errors import BudgetExceededError, InvalidInputError, PermissionDeniedError
+from api.deps import ContextDep, FiltersDep, PageDep, ProducerDep, QueriesDep, json_body
+from llm_cost_ops.errors import BudgetExceededError, InvalidInputError, NotFoundError, PermissionDeniedError
 from schemas.budget import Budget
 from schemas.errors import EventValidationError
-from schemas.query import UsageStats
+from schemas.query import UsagePage, UsageRecord, UsageStats
 from schemas.usage import UsageEvent
 
 router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
@@ -39,6 +39,22 @@ def usage_stats(queries: QueriesDep, filters: FiltersDep) -> UsageStats:
     """Events, priced/unpriced counts, tokens, first/last event, and freshness: how long events
     took from ingestion to being queryable (p50/p99/max)."""
     return queries.stats(filters)
+
+
+@router.get("", response_model=UsagePage)
+def list_usage(queries: QueriesDep, filters: FiltersDep, page: PageDep) -> UsagePage:
+    """Usage records, newest first, paginated like ``GET /api/v1/costs`` (``page``/``per_page``
+    or ``cursor``)."""
+    return queries.list_usage(filters, page)
+
+
+@router.get("/{event_id}", response_model=UsageRecord)
+def get_usage(queries: QueriesDep, event_id: str, filters: FiltersDep) -> UsageRecord:
+    """One usage record (404 when no record with this id matches the filters)."""
+    record = queries.usage(event_id, filters)
+    if record is None:
+        raise NotFoundError(f"no usage record with id {event_id}")
+    return record
 
 
 @router.post("", status_code=202, openapi_extra={"requestBody": _USAGE_BODY})

@@ -146,8 +146,8 @@ def _date_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from llm_cost_ops.cli.anomalies import add_anomaly_commands
-    from llm_cost_ops.cli.dlq import add_dlq_commands
     from llm_cost_ops.cli.auth import add_auth_commands
+    from llm_cost_ops.cli.dlq import add_dlq_commands
     from llm_cost_ops.cli.pricing import add_pricing_commands
     from llm_cost_ops.cli.report import RANGES
     from llm_cost_ops.cli.reprice import add_reprice_commands

@@ -188,7 +188,7 @@ def test_migration_2_keeps_existing_rows_and_lets_the_latest_pricing_win(
     assert store.migrate() == [2]
 
     queries = CostQueries(store)
-    detail = queries.detail(event.id)
+    detail = queries.detail(event.id, CostFilterParams())
     assert detail is not None
     assert detail.total_cost == _cost(event, catalog)
     assert (detail.request_cost, detail.price_rates, detail.tier_volume) == (None, None, None)
@@ -199,6 +199,6 @@ def test_migration_2_keeps_existing_rows_and_lets_the_latest_pricing_win(
                              pa.array(["the reprice"]).dictionary_encode())  # fmt: skip
     store.insert_arrow("usage_costs", later)
     store.insert_arrow("usage_costs", earlier)  # a late replay of an older pricing
-    detail = queries.detail(event.id)
+    detail = queries.detail(event.id, CostFilterParams())
     assert detail is not None and detail.price_source == "the reprice"
     assert queries.summary(CostFilterParams(organization_id="org-old")).total_requests == 1

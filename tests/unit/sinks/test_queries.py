@@ -9,8 +9,17 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from schemas.query import AggregateParams, CostFilterParams, CostSummary, PageParams, Period, as_utc
-from sinks.queries import Query, aggregate_query, count_query, list_query, summary_query, where_clause
+from schemas.cursor import decode_cursor, encode_cursor
+from schemas.query import AggregateParams, CostFilterParams, CostSummary, PageParams, Period, SortKey, as_utc
+from sinks.queries import (
+    Query,
+    aggregate_query,
+    count_query,
+    detail_query,
+    list_query,
+    summary_query,
+    where_clause,
+)
 
 TABLE = "costops.usage_costs"
 RECORD_COLUMNS = (
@@ -162,7 +171,7 @@ def test_aggregate_params_whitelist() -> None:
     with pytest.raises(ValidationError):
         AggregateParams(group_by=("provider; DROP TABLE x",))  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
-        AggregateParams(granularity="week")  # type: ignore[arg-type]
+        AggregateParams(granularity="year")  # type: ignore[arg-type]
 
 
 def test_summary_query(january: CostFilterParams) -> None:
@@ -293,3 +302,111 @@ def test_timestamps_are_normalised_to_utc_not_relabelled(value: datetime, expect
 def test_dates_outside_what_clickhouse_stores_are_refused(value: str) -> None:
     with pytest.raises(ValidationError, match="must be between 1900-01-01 and 2299-12-30"):
         CostFilterParams(start_date=value)  # type: ignore[arg-type]
+
+
+# --- filters, keyset paging, grouping of the query endpoints ---------------------------------
+
+
+def test_where_clause_user_tags_and_metadata_are_bound() -> None:
+    sql, params = where_clause(
+        filters(user_id="u1", tags=["prod", "api"], metadata={"team": "x' OR 1=1", "env": "prod"})
+    )
+    assert sql == (
+        " WHERE user_id = {user_id:String} AND hasAll(tags, {tags:Array(String)})"
+        " AND metadata[{metadata_key_0:String}] = {metadata_value_0:String}"
+        " AND metadata[{metadata_key_1:String}] = {metadata_value_1:String}"
+    )
+    assert params == {
+        "user_id": "u1",
+        "tags": ["prod", "api"],
+        "metadata_key_0": "env",
+        "metadata_value_0": "prod",
+        "metadata_key_1": "team",
+        "metadata_value_1": "x' OR 1=1",
+    }
+
+
+@pytest.mark.parametrize("metadata", [{"bad key": "x"}, {"team": ""}, {"": "x"}])
+def test_metadata_filter_keys_and_values_are_checked(metadata: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        filters(metadata=metadata)
+
+
+def test_list_query_after_a_cursor() -> None:
+    after = SortKey(timestamp=JAN_1, organization_id="org-1", event_id="evt-9")
+    query = list_query(TABLE, filters(organization_id="org-1"), PageParams(page=1, per_page=10, after=after))
+    assert query.sql == (
+        f"SELECT {RECORD_COLUMNS}, count() OVER () AS total FROM {TABLE} FINAL"
+        " WHERE organization_id = {organization_id:String} AND"
+        " (timestamp < {after_timestamp:DateTime64(3, 'UTC')} OR (timestamp = {after_timestamp:DateTime64(3, 'UTC')}"
+        " AND (organization_id, event_id) > ({after_organization_id:String}, {after_event_id:String})))"
+        " ORDER BY timestamp DESC, organization_id, event_id LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
+    )
+    assert query.parameters == {
+        "organization_id": "org-1",
+        "after_timestamp": JAN_1,
+        "after_organization_id": "org-1",
+        "after_event_id": "evt-9",
+        "limit": 10,
+        "offset": 0,
+    }
+
+
+def test_cursor_round_trip_and_garbage() -> None:
+    key = SortKey(timestamp=datetime(2025, 1, 15, 10, 0, 0, 123000, tzinfo=UTC), organization_id="o", event_id="e")
+    assert decode_cursor(encode_cursor(key)) == key
+    for bad in ("", "abc", "W10", encode_cursor(key)[:-4], "WyJ4IiwibyIsImUiXQ"):
+        with pytest.raises(ValueError, match="is not a cursor"):
+            decode_cursor(bad)
+
+
+def test_detail_query_applies_the_filters() -> None:
+    query = detail_query(TABLE, "evt-1", filters(organization_id="org-1"), "event_id AS id")
+    assert query == Query(
+        f"SELECT event_id AS id FROM {TABLE} FINAL WHERE organization_id = {{organization_id:String}}"
+        " AND event_id = {event_id:String} LIMIT 1",
+        {"organization_id": "org-1", "event_id": "evt-1"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("granularity", "timezone", "expression"),
+    [
+        ("minute", "UTC", "toStartOfMinute(timestamp)"),
+        ("day", "Asia/Tokyo", "toStartOfDay(timestamp, {timezone:String})"),
+        ("week", "UTC", "toDateTime(toStartOfWeek(timestamp, 1, {timezone:String}), {timezone:String})"),
+        ("month", "Europe/Paris", "toDateTime(toStartOfMonth(timestamp, {timezone:String}), {timezone:String})"),
+    ],
+)
+def test_aggregate_query_periods_in_a_time_zone(granularity: str, timezone: str, expression: str) -> None:
+    agg = AggregateParams(granularity=granularity, timezone=timezone)  # type: ignore[arg-type]
+    query = aggregate_query(TABLE, filters(), agg)
+    assert query.sql == (
+        f"SELECT {expression} AS period_start, currency, {TOTALS} FROM {TABLE} FINAL"
+        " GROUP BY period_start, currency ORDER BY period_start, currency"
+    )
+    assert query.parameters == ({} if expression.endswith("(timestamp)") else {"timezone": timezone})
+
+
+def test_aggregate_query_by_tag_user_and_metadata() -> None:
+    agg = AggregateParams(group_by=("tag", "user_id", "metadata.team"))
+    query = aggregate_query(TABLE, filters(tags=["prod"]), agg)
+    assert query == Query(
+        "SELECT arrayJoin(if(empty(tags), [''], arrayDistinct(tags))) AS tag, user_id,"
+        f" metadata[{{group_key_2:String}}] AS group_2, currency, {TOTALS} FROM {TABLE} FINAL"
+        " WHERE hasAll(tags, {tags:Array(String)})"
+        " GROUP BY tag, user_id, group_2, currency ORDER BY tag, user_id, group_2, currency",
+        {"tags": ["prod"], "group_key_2": "team"},
+    )
+
+
+@pytest.mark.parametrize("key", ["metadata.", "metadata.a b", "tags", "event_id", "metadata.x;DROP"])
+def test_group_by_outside_the_whitelist_is_refused(key: str) -> None:
+    with pytest.raises(ValidationError):
+        AggregateParams(group_by=(key,))
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../etc/passwd", "utc+1"])
+def test_unknown_time_zone_is_refused(zone: str) -> None:
+    with pytest.raises(ValidationError):
+        AggregateParams(timezone=zone)
