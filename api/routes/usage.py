@@ -62,7 +62,8 @@ async def create_usage(
     request: Request, context: ContextDep, producer: ProducerDep, principal: PrincipalDep
 ) -> JSONResponse:
     """Submit one usage record; 202 means Kafka acknowledged it. Without ``organization_id``
-    the record belongs to the key's organization; a key may not submit another organization's."""
+    the record belongs to the key's organization (admins must name one); a key may not
+    submit another organization's (403)."""
     body = _owned(await json_body(request), principal)
     try:
         event = UsageEvent.parse(body, context.providers)
@@ -143,13 +144,13 @@ async def create_usage_batch(
 
 
 def _owned(record: Any, principal: Principal) -> Any:
-    """The record with the caller's organization filled in when it names none; another
-    organization's record is refused (403), unless the caller is an admin."""
+    """The record with the caller's organization filled in when it names none (an admin, who
+    spans organizations, must name one); another organization's record is refused (403)."""
     if not isinstance(record, dict):
         return record
     named = record.get("organization_id")
     if named is None:
-        return {**record, "organization_id": principal.organization_id}
+        return record if principal.platform else {**record, "organization_id": principal.organization_id}
     if isinstance(named, str):
         principal.scope(named)
     return record

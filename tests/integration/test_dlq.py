@@ -64,6 +64,7 @@ def test_dead_letters_are_listed_and_replayed_after_a_fix(
     pipeline: Pipeline, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COSTOPS_API_URL", pipeline.env["COSTOPS_API_URL"])
+    monkeypatch.setenv("COSTOPS_API_KEY", pipeline.env["COSTOPS_ADMIN_KEY"])
     org = f"org-{uuid.uuid4().hex[:6]}"
     settings = settings_of(pipeline)
     codec = build_codec(settings)

@@ -276,7 +276,7 @@ def test_422_names_each_bad_field(pipeline: Pipeline, usage_record: Callable[...
 
     bad_query = pipeline.api.get("/api/v1/costs/aggregate", params={"group_by": "colour", "start_date": "yesterday"})
     assert bad_query.status_code == 422
-    assert set(bad_query.json()["error"]["field_errors"]) == {"start_date", "group_by[0]"}
+    assert set(bad_query.json()["error"]["field_errors"]) == {"start_date", "group_by"}
 
 
 def test_worker_serves_health_and_metrics(pipeline: Pipeline, usage_record: Callable[..., dict[str, Any]]) -> None:

@@ -144,6 +144,7 @@ def test_unpriced_events_are_listed_then_repriced_exactly_once(
     pipeline: Pipeline, worker: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("COSTOPS_API_URL", pipeline.env["COSTOPS_API_URL"])
+    monkeypatch.setenv("COSTOPS_API_KEY", pipeline.env["COSTOPS_ADMIN_KEY"])
     org = f"org-{uuid.uuid4().hex[:6]}"
     events = [record(org, model="in-house-llm", timestamp=f"2025-03-0{day}T12:00:00Z") for day in (1, 2, 3)]
     send(pipeline, events)
