@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from api.auth import PrincipalDep
 from api.deps import ContextDep, ControlDep, FiltersDep, QueriesDep
-from schemas.query import MissingPrices, instant
+from schemas.query import EARLIEST_DATE, LATEST_DATE, MissingPrices, instant
 from streams.pricing import Pricer
 from streams.reprice import reprice
 from streams.rules import RuleBook
@@ -61,6 +61,9 @@ class RepriceRequest(BaseModel):
 
     @model_validator(mode="after")
     def _ordered(self) -> RepriceRequest:
+        for name, value in (("start_date", self.start), ("end_date", self.end)):
+            if not EARLIEST_DATE <= value.date() <= LATEST_DATE:
+                raise ValueError(f"{name} must be between {EARLIEST_DATE} and {LATEST_DATE}")
         if self.end <= self.start:
             raise ValueError("end_date must be after start_date")
         if self.end - self.start > timedelta(days=MAX_REPRICE_DAYS):
