@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ValidationError
 
+from api import examples
 from api.auth import Principal, PrincipalDep, permit
 from api.deps import ActorDep, ContextDep, invalid_parameters, json_body
 from llm_cost_ops.errors import InvalidInputError, PermissionDeniedError
@@ -36,10 +37,6 @@ from schemas.query import UtcDatetime
 from sinks.access_store import AccessStore
 
 router = APIRouter(prefix="/api/v1", tags=["admin"])
-
-
-def _body(model: type[BaseModel]) -> dict[str, object]:
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
 class OrganizationList(BaseModel):
@@ -82,7 +79,10 @@ async def list_organizations(
 
 
 @router.post(
-    "/admin/organizations", status_code=201, response_model=Organization, openapi_extra=_body(OrganizationInput)
+    "/admin/organizations",
+    status_code=201,
+    response_model=Organization,
+    openapi_extra=examples.body(OrganizationInput, examples.ORGANIZATION),
 )
 async def create_organization(
     request: Request,
@@ -115,7 +115,9 @@ async def list_users(
     return UserList(data=await asyncio.to_thread(context.access.users, org))
 
 
-@router.post("/admin/users", status_code=201, response_model=User, openapi_extra=_body(UserInput))
+@router.post(
+    "/admin/users", status_code=201, response_model=User, openapi_extra=examples.body(UserInput, examples.USER)
+)
 async def create_user(
     request: Request,
     context: ContextDep,
@@ -131,7 +133,11 @@ async def create_user(
     return await asyncio.to_thread(access.create_user, user, org, actor)
 
 
-@router.put("/admin/users/{user_id}/roles", response_model=User, openapi_extra=_body(UserRolesInput))
+@router.put(
+    "/admin/users/{user_id}/roles",
+    response_model=User,
+    openapi_extra=examples.body(UserRolesInput, {"roles": ["manager"]}),
+)
 async def update_user_roles(
     request: Request,
     user_id: str,
@@ -159,7 +165,9 @@ async def list_roles(context: ContextDep, principal: PrincipalDep) -> RoleList:
     return RoleList(data=await asyncio.to_thread(context.access.roles))
 
 
-@router.post("/admin/roles", status_code=201, response_model=Role, openapi_extra=_body(RoleInput))
+@router.post(
+    "/admin/roles", status_code=201, response_model=Role, openapi_extra=examples.body(RoleInput, examples.ROLE)
+)
 async def create_role(
     request: Request,
     context: ContextDep,
@@ -183,7 +191,12 @@ async def list_api_keys(
     return ApiKeyList(data=await asyncio.to_thread(context.access.keys, principal.scope(organization_id)))
 
 
-@router.post("/admin/api-keys", status_code=201, response_model=CreatedApiKey, openapi_extra=_body(ApiKeyInput))
+@router.post(
+    "/admin/api-keys",
+    status_code=201,
+    response_model=CreatedApiKey,
+    openapi_extra=examples.body(ApiKeyInput, examples.API_KEY),
+)
 async def create_api_key(
     request: Request,
     context: ContextDep,

@@ -10,6 +10,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
+from api import examples
 from api.auth import Authenticator, PrincipalDep
 from api.deps import ContextDep, json_body
 from llm_cost_ops.credentials import verify_password
@@ -43,7 +44,9 @@ async def _pair(context: ContextDep, authenticator: Authenticator, user: User, f
     return TokenPair(access_token=access, refresh_token=refresh, expires_in=expires_in)
 
 
-@router.post("/login", response_model=TokenPair, openapi_extra={"security": []})
+@router.post(
+    "/login", response_model=TokenPair, openapi_extra={"security": [], **examples.body(LoginInput, examples.LOGIN)}
+)
 async def login(request: Request, context: ContextDep) -> TokenPair:
     """Exchange a user's email and password for an access token and a refresh token."""
     authenticator = _authenticator(request)
@@ -60,7 +63,11 @@ async def login(request: Request, context: ContextDep) -> TokenPair:
     return await _pair(context, authenticator, found[0], None)
 
 
-@router.post("/refresh", response_model=TokenPair, openapi_extra={"security": []})
+@router.post(
+    "/refresh",
+    response_model=TokenPair,
+    openapi_extra={"security": [], **examples.body(RefreshInput, {"refresh_token": "…"})},
+)
 async def refresh(request: Request, context: ContextDep) -> TokenPair:
     """A new access token and refresh token for a refresh token (which is spent)."""
     authenticator = _authenticator(request)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from api import examples
 from api.auth import Principal, PrincipalDep
 from api.budget_view import status
 from api.context import ApiContext
@@ -19,7 +20,7 @@ from schemas.query import UtcDatetime
 
 router = APIRouter(prefix="/api/v1/budgets", tags=["budgets"])
 
-_BODY = {"required": True, "content": {"application/json": {"schema": BudgetInput.model_json_schema()}}}
+_BODY = examples.body(BudgetInput, examples.BUDGET)["requestBody"]
 
 
 @router.post("", status_code=201, response_model=Budget, openapi_extra={"requestBody": _BODY})

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 
+from api import examples
 from api.auth import Principal, PrincipalDep
 from api.deps import ActorDep, ContextDep, ControlDep, json_body
 from llm_cost_ops.errors import NotFoundError, PermissionDeniedError
@@ -20,7 +21,7 @@ from sinks.control_store import ControlStore
 
 router = APIRouter(prefix="/api/v1/pricing", tags=["pricing"])
 
-_RULE_BODY = {"required": True, "content": {"application/json": {"schema": PricingRuleInput.model_json_schema()}}}
+_RULE_BODY = examples.body(PricingRuleInput, examples.PRICING_RULE)["requestBody"]
 
 
 async def _rule_input(request: Request) -> PricingRuleInput:

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from api import examples
 from api.auth import Principal, PrincipalDep
 from api.budget_view import next_period_s
 from api.context import ApiContext
@@ -19,19 +20,15 @@ from schemas.usage import UsageEvent
 
 router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
 
-_USAGE_BODY = {"required": True, "content": {"application/json": {"schema": UsageEvent.model_json_schema()}}}
-_BATCH_BODY = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {"records": {"type": "array", "items": UsageEvent.model_json_schema()}},
-                "required": ["records"],
-            }
-        }
+_USAGE_BODY = examples.body(UsageEvent, examples.USAGE)["requestBody"]
+_BATCH_BODY = examples.body(
+    {
+        "type": "object",
+        "properties": {"records": {"type": "array", "items": UsageEvent.model_json_schema()}},
+        "required": ["records"],
     },
-}
+    {"records": [examples.USAGE, {**examples.USAGE, "provider": "anthropic", "model": "claude-3-5-sonnet-20241022"}]},
+)["requestBody"]
 
 
 @router.get("/stats", response_model=UsageStats)

@@ -8,13 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from api import examples
 from api.auth import PrincipalDep
 from api.deps import ActorDep, ContextDep, json_body
 from schemas.webhook import CreatedWebhook, DeliveryList, Webhook, WebhookInput, WebhookList
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
-_BODY = {"required": True, "content": {"application/json": {"schema": WebhookInput.model_json_schema()}}}
+_BODY = examples.body(WebhookInput, examples.WEBHOOK)["requestBody"]
 
 
 @router.post("", status_code=201, response_model=CreatedWebhook, openapi_extra={"requestBody": _BODY})
