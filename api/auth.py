@@ -122,6 +122,8 @@ class Authenticator:
         self._lock = threading.Lock()
         api = settings.api
         self.limiter = RateLimiter(api.rate_limit_per_second, api.rate_limit_burst)
+        self.sign_in_limiter = RateLimiter(rate=1.0, burst=10)
+        """Password attempts per client address: 10 at once, then one a second."""
 
     def principal(self, credential: str, source: str | None) -> Principal:
         """The caller a key or token stands for; AuthenticationError otherwise."""

@@ -51,7 +51,7 @@ async def login(request: Request, context: ContextDep) -> TokenPair:
     """Exchange a user's email and password for an access token and a refresh token."""
     authenticator = _authenticator(request)
     source = request.client.host if request.client else "unknown"
-    decision = authenticator.limiter.take(f"login:{source}")  # slows password guessing per address
+    decision = authenticator.sign_in_limiter.take(source)  # slows password guessing per address
     if not decision.allowed:
         raise RateLimitedError("too many sign-in attempts", decision.retry_after_s)
     body = LoginInput.parse(await json_body(request))

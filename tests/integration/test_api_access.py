@@ -280,3 +280,16 @@ def test_a_key_never_reaches_another_organization(
     assert all(b["organization_id"] == "org-a" for b in api.get("/api/v1/budgets", headers=manager).json()["data"])
     b_viewer = {"Authorization": f"Bearer {keys['viewer-b']}"}
     assert api.get("/api/v1/costs/summary", params=everything, headers=b_viewer).json()["total_requests"] == 5
+
+
+def test_responses_are_compressed_as_the_client_accepts(pipeline: ApiPipeline) -> None:
+    for encoding in ("br", "gzip"):
+        answer = pipeline.api.get("/openapi.json", headers={"Accept-Encoding": encoding})
+        assert answer.status_code == 200 and answer.headers["content-encoding"] == encoding
+        assert answer.json()["paths"]  # httpx decoded it
+
+
+def test_request_size_limit(pipeline: ApiPipeline) -> None:
+    big = {"records": [{"provider": "openai", "padding": "x" * 1000}] * 12_000}  # over 10 MB
+    answer = pipeline.api.post("/api/v1/usage/batch", json=big)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "REQUEST_TOO_LARGE"
