@@ -4,18 +4,15 @@ thread, serving the admin routes over a control store on SQLite."""
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from access_keys import admin_authenticator
 from fastapi import FastAPI
+from served import served
 
 from api.auth import Authenticator
 from api.errors import register_error_handlers
@@ -57,24 +54,12 @@ def api_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     context = _Context(control, settings)
     context.authenticator, secret = admin_authenticator(control, settings)
     app.state.context, app.state.authenticator = context, context.authenticator
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    monkeypatch.setenv("COSTOPS_API_URL", url)
-    monkeypatch.setenv("COSTOPS_API_KEY", secret)
-    monkeypatch.delenv("COSTOPS_ADMIN_KEY", raising=False)
-    monkeypatch.delenv("COSTOPS_CONFIG", raising=False)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with served(app) as url:
+        monkeypatch.setenv("COSTOPS_API_URL", url)
+        monkeypatch.setenv("COSTOPS_API_KEY", secret)
+        monkeypatch.delenv("COSTOPS_ADMIN_KEY", raising=False)
+        monkeypatch.delenv("COSTOPS_CONFIG", raising=False)
+        yield url
     control.close()
 
 

@@ -8,17 +8,15 @@ import logging
 import os
 import re
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from access_keys import admin_authenticator
 from fastapi import FastAPI
+from served import served
 
 from api.errors import register_error_handlers
 from api.routes import pricing
@@ -59,22 +57,10 @@ def api_url(store: ControlStore, monkeypatch: pytest.MonkeyPatch) -> Iterator[st
     app.state.context = _Context(store)
     app.state.authenticator, secret = admin_authenticator(store)
     monkeypatch.setenv("COSTOPS_API_KEY", secret)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    monkeypatch.setenv("COSTOPS_API_URL", url)
-    monkeypatch.delenv("COSTOPS_CONFIG", raising=False)
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with served(app) as url:
+        monkeypatch.setenv("COSTOPS_API_URL", url)
+        monkeypatch.delenv("COSTOPS_CONFIG", raising=False)
+        yield url
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
