@@ -35,6 +35,7 @@ from api.routes import (
     costs,
     dlq,
     docs,
+    exports,
     pricing,
     pricing_ops,
     system,
@@ -140,6 +141,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
     if role in ("api", "all"):
         for router, read, write in (
             (usage.router, "read:costs", "write:costs"),
+            (exports.router, "export:data", "export:data"),  # before costs: /export is not an event id
             (costs.router, "read:costs", "read:costs"),
             (analytics.router, "read:costs", "read:costs"),
             (pricing_ops.router, "read:pricing", "write:pricing"),  # before pricing: /missing is not a rule id

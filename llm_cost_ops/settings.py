@@ -249,6 +249,8 @@ class ApiSettings(_Section):
     """Requests a key may make at once before the rate applies (the bucket's size)."""
     max_request_mb: float = Field(default=10.0, gt=0)
     """Largest request body accepted (413 above it)."""
+    export_page_rows: int = Field(default=50_000, ge=1, le=1_000_000)
+    """Rows an export reads per statement (its memory is about one page of them)."""
     compression: bool = True
     """gzip or brotli responses, as the client accepts (over 1 KiB)."""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
