@@ -251,6 +251,11 @@ class ApiSettings(_Section):
     """Largest request body accepted (413 above it)."""
     export_page_rows: int = Field(default=50_000, ge=1, le=1_000_000)
     """Rows an export reads per statement (its memory is about one page of them)."""
+    max_report_mb: float = Field(default=50.0, gt=0)
+    """Largest report stored; a report that would be larger fails, saying so."""
+    report_stale_s: float = Field(default=120.0, gt=0)
+    """A running report whose process has not confirmed it for this long is marked failed
+    (its process stopped or restarted)."""
     compression: bool = True
     """gzip or brotli responses, as the client accepts (over 1 KiB)."""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()

@@ -30,9 +30,14 @@ from sinks.store import ClickHouseStore
 INTS = {"prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "cache_write_tokens", "reasoning_tokens"}
 
 
-def insert_rows(store: ClickHouseStore, rows: int, organizations: tuple[str, ...] = ("org-a", "org-b")) -> None:
-    """``rows`` priced events spread over the organizations, one per second from 2025-01-01,
-    with awkward money (1E-10, 20 integer digits), nulls and text that needs quoting."""
+def insert_rows(
+    store: ClickHouseStore,
+    rows: int,
+    organizations: tuple[str, ...] = ("org-a", "org-b"),
+    output_cost: str = "12345678901234567890.1234567891",
+) -> None:
+    """``rows`` priced events spread over the organizations, two a second from 2025-01-01,
+    with awkward money (1E-10, by default 20 integer digits), nulls and text that needs quoting."""
     orgs = "[" + ", ".join(f"'{o}'" for o in organizations) + "]"
     store.client.command(
         f"""
@@ -48,8 +53,8 @@ def insert_rows(store: ClickHouseStore, rows: int, organizations: tuple[str, ...
             if(number % 5 = 0, '', 'user-1'),
             1000 + number, 200, 1200 + number, 0, 0, [], map(), 'priced',
             toDecimal128(number, 10) / 1000000, if(number % 2 = 0, NULL, toDecimal128('0.0000000001', 10)),
-            toDecimal128('12345678901234567890.1234567891', 10),
-            toDecimal128('12345678901234567890.1234567891', 10) + toDecimal128(number, 10) / 1000000,
+            toDecimal128('{output_cost}', 10),
+            toDecimal128('{output_cost}', 10) + toDecimal128(number, 10) / 1000000,
             'USD', if(number % 6 = 0, NULL, 'catalog'), if(number % 9 = 0, 'line one\nline two', NULL),
             now64(3), now64(3)
         FROM numbers({rows})
