@@ -40,13 +40,16 @@ async def export_costs(
     reader = CostExport(context.store, context.settings.api.export_page_rows)
     total = await asyncio.to_thread(reader.count, filters)
     pages = reader.pages(filters, "decimal" if format == "parquet" else "text")
+    headers = {
+        "Content-Disposition": f"attachment; filename={export_filename(filters, format)}",
+        "X-Total-Count": str(total),
+    }
+    if format in ("parquet", "xlsx"):
+        headers["Content-Encoding"] = "identity"  # compressed already: the compression middleware passes it by
     return StreamingResponse(
         encode(pages, format),  # a sync iterator: Starlette runs each step (one page) in a thread
         media_type=MEDIA_TYPES[format],
-        headers={
-            "Content-Disposition": f"attachment; filename={export_filename(filters, format)}",
-            "X-Total-Count": str(total),
-        },
+        headers=headers,
     )
 
 
