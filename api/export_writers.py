@@ -44,6 +44,7 @@ MEDIA_TYPES: dict[ExportFormat, str] = {
 XLSX_MAX_ROWS = 1_048_576
 """Rows of one Excel sheet, its header included."""
 _CHUNK = 1 << 20
+_SLICE_ROWS = 2_000
 
 
 def encode(pages: Iterable[pa.Table], fmt: ExportFormat, sheet: str = "costs") -> Iterator[bytes]:
@@ -83,9 +84,13 @@ def _csv(pages: Iterable[pa.Table]) -> Iterator[bytes]:
         yield sink.getvalue()
 
 
-def _rows(page: pa.Table) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = as_text(page).to_pylist()
-    return rows
+def _row_slices(page: pa.Table) -> Iterator[list[dict[str, Any]]]:
+    """The page's rows as dicts, a slice at a time: 50,000 rows of Python objects would take
+    about 150 MB; a slice of 2,000 takes a few."""
+    text = as_text(page)
+    for offset in range(0, text.num_rows, _SLICE_ROWS):
+        rows: list[dict[str, Any]] = text.slice(offset, _SLICE_ROWS).to_pylist()
+        yield rows
 
 
 def _dumps(row: dict[str, Any]) -> str:
@@ -96,19 +101,16 @@ def _json(pages: Iterable[pa.Table]) -> Iterator[bytes]:
     yield b"["
     first = True
     for page in pages:
-        rows = _rows(page)
-        if not rows:
-            continue
-        lead = "\n" if first else ",\n"
-        first = False
-        yield (lead + ",\n".join(map(_dumps, rows))).encode()
+        for rows in _row_slices(page):
+            lead = "\n" if first else ",\n"
+            first = False
+            yield (lead + ",\n".join(map(_dumps, rows))).encode()
     yield b"]\n" if first else b"\n]\n"
 
 
 def _jsonl(pages: Iterable[pa.Table]) -> Iterator[bytes]:
     for page in pages:
-        rows = _rows(page)
-        if rows:
+        for rows in _row_slices(page):
             yield ("\n".join(map(_dumps, rows)) + "\n").encode()
 
 
@@ -187,12 +189,13 @@ def _write_workbook(pages: Iterable[pa.Table], path: str, sheet: str) -> None:
             names = page.column_names
             if worksheet is None:
                 worksheet, sheets, row_index = _new_sheet(workbook, sheet, sheets, names, header_format)
-            for row in as_text(page).to_pylist():
-                if row_index >= XLSX_MAX_ROWS:
-                    worksheet, sheets, row_index = _new_sheet(workbook, sheet, sheets, names, header_format)
-                for col, value in enumerate(row.values()):
-                    _cell(worksheet, row_index, col, value)
-                row_index += 1
+            for rows in _row_slices(page):
+                for row in rows:
+                    if row_index >= XLSX_MAX_ROWS:
+                        worksheet, sheets, row_index = _new_sheet(workbook, sheet, sheets, names, header_format)
+                    for col, value in enumerate(row.values()):
+                        _cell(worksheet, row_index, col, value)
+                    row_index += 1
     finally:
         workbook.close()
 
