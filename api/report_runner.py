@@ -1,10 +1,11 @@
 """Generates reports in the background of the API process that accepted them.
 
-Each report is one asyncio task that runs the queries and the encoding in a thread, then
-stores the file (at most ``api.max_report_mb``) in the control store. A process that stops
-leaves its reports unfinished: every process confirms its own reports every few seconds
-(``heartbeat_ms``) and fails those nobody has confirmed for ``api.report_stale_s``, at start-up
-and then periodically, so a report never stays ``running`` forever, whichever replica restarts.
+Each report is one asyncio task that runs the queries and the encoding in a thread of the
+runner's own pool (``api.report_workers``), then stores the file (at most ``api.max_report_mb``)
+in the control store. A process that stops leaves its reports unfinished: every process confirms
+its own reports every few seconds (``heartbeat_ms``) and fails those nobody has confirmed for
+``api.report_stale_s``, at start-up and then periodically, so a report never stays ``running``
+forever, whichever replica restarts.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pyarrow as pa
@@ -47,6 +49,7 @@ class ReportRunner:
         settings = context.settings.api
         self._max_bytes = int(settings.max_report_mb * 1024 * 1024)
         self._stale = timedelta(seconds=settings.report_stale_s)
+        self._pool = ThreadPoolExecutor(max_workers=settings.report_workers, thread_name_prefix="report")
 
     def submit(self, report: Report) -> None:
         task = asyncio.create_task(self._generate(report), name=f"report-{report.id}")
@@ -74,15 +77,17 @@ class ReportRunner:
         for task in tasks.values():
             task.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         for report_id in tasks:
             with contextlib.suppress(UnavailableError):  # else the next process's sweep fails it
                 await asyncio.to_thread(self._store.fail, report_id, "the API process stopped; generate it again")
 
     async def _generate(self, report: Report) -> None:
-        if not await asyncio.to_thread(self._store.start, report.id):
-            return  # deleted before it started
+        loop = asyncio.get_running_loop()
         try:
-            content, rows = await asyncio.to_thread(self.render, report)
+            # A pool of its own: long reports must not take the threads every other route's
+            # asyncio.to_thread shares. A report waiting for a thread stays pending.
+            done = await loop.run_in_executor(self._pool, self._start_and_render, report)
         except asyncio.CancelledError:
             raise
         except PipelineError as exc:
@@ -91,7 +96,13 @@ class ReportRunner:
             logger.error("report %s failed", report.id, exc_info=exc)
             await asyncio.to_thread(self._store.fail, report.id, f"internal error: {exc.__class__.__name__}")
         else:
-            await asyncio.to_thread(self._store.complete, report.id, content, rows)
+            if done is not None:
+                await asyncio.to_thread(self._store.complete, report.id, *done)
+
+    def _start_and_render(self, report: Report) -> tuple[bytes, int] | None:
+        if not self._store.start(report.id):
+            return None  # deleted before it started
+        return self.render(report)
 
     def render(self, report: Report) -> tuple[bytes, int]:
         """The report's file and its row count (blocking: queries and encoding)."""

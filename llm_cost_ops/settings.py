@@ -253,6 +253,8 @@ class ApiSettings(_Section):
     """Rows an export reads per statement (its memory is about one page of them)."""
     max_report_mb: float = Field(default=50.0, gt=0)
     """Largest report stored; a report that would be larger fails, saying so."""
+    report_workers: int = Field(default=2, ge=1, le=32)
+    """Reports generated at once by one API process; the others wait, pending."""
     report_stale_s: float = Field(default=120.0, gt=0)
     """A running report whose process has not confirmed it for this long is marked failed
     (its process stopped or restarted)."""
