@@ -26,6 +26,7 @@ from api.bootstrap import bootstrap_access, jwt_secret
 from api.context import ApiContext, Role
 from api.errors import register_error_handlers
 from api.rate_limit import RateDecision
+from api.report_runner import ReportRunner
 from api.routes import (
     admin,
     alerts,
@@ -35,8 +36,10 @@ from api.routes import (
     costs,
     dlq,
     docs,
+    exports,
     pricing,
     pricing_ops,
+    reports,
     system,
     usage,
     webhooks,
@@ -51,6 +54,7 @@ from llm_cost_ops.wire import build_codec
 from sinks.access_store import AccessStore
 from sinks.budget_store import BudgetStore
 from sinks.control_store import ControlStore
+from sinks.report_store import ReportStore
 from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
 from sinks.webhook_store import WebhookStore
@@ -98,6 +102,9 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                     asyncio.create_task(board.run(context.stop), name="spend-board"),
                     asyncio.create_task(_record_key_use(authenticator, access, context.stop), name="key-use"),
                 ]
+                # Fails the reports a stopped process left unfinished, first thing.
+                reporter = context.reporter = ReportRunner(context, ReportStore(control))
+                following.append(asyncio.create_task(reporter.run(context.stop), name="reports"))
             if role in ("sink", "all"):
                 context.sink = UsageSink(settings, store, metrics)
                 context.sink_task = asyncio.create_task(context.sink.run(context.stop), name="sink")
@@ -117,6 +124,8 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
             for task in following:
                 task.cancel()
             await asyncio.gather(*following, return_exceptions=True)
+            if context.reporter is not None:
+                await context.reporter.close()
             if publisher is not None:
                 await publisher.stop()
             if context.control is not None:
@@ -140,6 +149,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
     if role in ("api", "all"):
         for router, read, write in (
             (usage.router, "read:costs", "write:costs"),
+            (exports.router, "export:data", "export:data"),  # before costs: /export is not an event id
             (costs.router, "read:costs", "read:costs"),
             (analytics.router, "read:costs", "read:costs"),
             (pricing_ops.router, "read:pricing", "write:pricing"),  # before pricing: /missing is not a rule id
@@ -147,6 +157,7 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
             (dlq.router, "admin:dlq", "admin:dlq"),
             (webhooks.router, "read:webhooks", "write:webhooks"),
             (budgets.router, "read:budgets", "write:budgets"),
+            (reports.router, "read:reports", "write:reports"),
         ):
             app.include_router(router, dependencies=[Depends(permit_by_method(read, write))])
         app.include_router(alerts.router)  # permissions per route

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from api.auth import Authenticator
 from api.budget_view import HardLimits
@@ -24,6 +24,9 @@ from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
 from sinks.webhook_store import WebhookStore
 from streams.pricing import PriceCatalog
+
+if TYPE_CHECKING:
+    from api.report_runner import ReportRunner
 
 Role = Literal["api", "sink", "all"]
 """``api`` ingests and queries, ``sink`` writes ClickHouse, ``all`` both (embedded mode,
@@ -62,6 +65,8 @@ class ApiContext:
     """The hard budgets, as the control topic last said."""
     authenticator: Authenticator | None = None
     """Keys, tokens and rate limits (roles ``api``/``all``)."""
+    reporter: ReportRunner | None = None
+    """Generates reports in the background (roles ``api``/``all``)."""
 
     @property
     def access(self) -> AccessStore:

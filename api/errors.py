@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from llm_cost_ops.errors import (
     AuthenticationError,
     BudgetExceededError,
+    ConflictError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 STATUS: dict[type[PipelineError], int] = {
     InvalidInputError: 422,
     NotFoundError: 404,
+    ConflictError: 409,
     AuthenticationError: 401,
     PermissionDeniedError: 403,
     RateLimitedError: 429,

@@ -6,6 +6,7 @@
     ├── InvalidInputError         the caller sent something wrong (API: 422)
     │   └── schemas.errors.EventValidationError, schemas.errors.DecodeError, ...
     ├── NotFoundError             the thing asked for does not exist (API: 404)
+    ├── ConflictError             the thing exists but is not in a state that allows this (API: 409)
     ├── AuthenticationError       no key, or an invalid, expired or revoked one (API: 401)
     ├── PermissionDeniedError     the caller may not do this, or not for this organization (API: 403)
     ├── RateLimitedError          the caller's key is over its request rate (API: 429)
@@ -43,6 +44,13 @@ class InvalidInputError(PipelineError):
 
 class NotFoundError(PipelineError):
     code = "NOT_FOUND"
+
+
+class ConflictError(PipelineError):
+    """The request is valid but the resource's state does not allow it yet (a report that is
+    still being generated cannot be downloaded)."""
+
+    code = "CONFLICT"
 
 
 class AuthenticationError(PipelineError):

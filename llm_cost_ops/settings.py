@@ -249,6 +249,15 @@ class ApiSettings(_Section):
     """Requests a key may make at once before the rate applies (the bucket's size)."""
     max_request_mb: float = Field(default=10.0, gt=0)
     """Largest request body accepted (413 above it)."""
+    export_page_rows: int = Field(default=50_000, ge=1, le=1_000_000)
+    """Rows an export reads per statement (its memory is about one page of them)."""
+    max_report_mb: float = Field(default=50.0, gt=0)
+    """Largest report stored; a report that would be larger fails, saying so."""
+    report_workers: int = Field(default=2, ge=1, le=32)
+    """Reports generated at once by one API process; the others wait, pending."""
+    report_stale_s: float = Field(default=120.0, gt=0)
+    """A running report whose process has not confirmed it for this long is marked failed
+    (its process stopped or restarted)."""
     compression: bool = True
     """gzip or brotli responses, as the client accepts (over 1 KiB)."""
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()

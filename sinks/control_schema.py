@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     RowMapping,
     String,
@@ -180,6 +181,29 @@ refresh_tokens = Table(
     Index("refresh_tokens_family", "family"),
 )
 
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("organization_id", String(128)),  # null: every organization (an admin's report)
+    Column("type", String(16), nullable=False),
+    Column("format", String(8), nullable=False),
+    Column("params", Text, nullable=False),  # JSON: the request's filters and group_by
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("row_count", BigInteger),
+    Column("size", BigInteger),
+    # The file itself, so any API replica serves the download (capped by api.max_report_mb).
+    Column("content", LargeBinary),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("completed_ms", BigInteger),
+    Column("created_by", String(200)),
+    # When the generating process last confirmed it is still at work (see ReportStore.fail_stale).
+    Column("heartbeat_ms", BigInteger),
+    Index("reports_organization", "organization_id", "created_ms"),
+    Index("reports_status", "status"),
+)
+
 schema_migrations = Table(
     "control_schema_migrations",
     metadata,
@@ -227,7 +251,11 @@ def _v4_access(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX audit_log_organization ON audit_log (organization_id, id)")
 
 
-MIGRATIONS: dict[int, Migration] = {1: _v1_tables, 2: _v2_webhooks, 3: _v3_budgets, 4: _v4_access}
+def _v5_reports(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[reports])
+
+
+MIGRATIONS: dict[int, Migration] = {1: _v1_tables, 2: _v2_webhooks, 3: _v3_budgets, 4: _v4_access, 5: _v5_reports}
 """Version -> step. Append only: an applied step never changes."""
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
 
 import httpx
 
@@ -56,32 +58,58 @@ class ApiClient:
     def delete(self, path: str) -> Any:
         return self._request("DELETE", path)
 
+    @contextmanager
+    def stream(self, path: str, params: dict[str, Any] | None = None) -> Iterator[httpx.Response]:
+        """A GET whose body is read as it arrives (``response.iter_bytes()``); an error status
+        raises like the other methods, before the body is handed over."""
+        answered = False
+        try:
+            with self._http.stream("GET", path, params=params, timeout=httpx.Timeout(30.0, read=300.0)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                answered = True
+                yield response
+        except httpx.TransportError as exc:
+            if answered:
+                broke = f"the download from {self.base_url} broke off ({exc.__class__.__name__})"
+                raise UnavailableError(broke) from exc
+            raise self._unreachable(exc) from exc
+
+    def _unreachable(self, exc: httpx.TransportError) -> UnavailableError:
+        return UnavailableError(
+            f"no LLM-CostOps API answers at {self.base_url} ({exc.__class__.__name__}). "
+            "Start the pipeline with `cost-ops up`, or set COSTOPS_API_URL."
+        )
+
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise UnavailableError(
-                f"no LLM-CostOps API answers at {self.base_url} ({exc.__class__.__name__}). "
-                "Start the pipeline with `cost-ops up`, or set COSTOPS_API_URL."
-            ) from exc
+            raise self._unreachable(exc) from exc
         if response.status_code < 400:
             return response.json()
-        try:
-            error = response.json()["error"]
-        except (ValueError, KeyError, TypeError):
-            error = {"code": "HTTP_ERROR", "message": response.text[:500]}
-        message = f"{error.get('code')}: {error.get('message')}"
-        if response.status_code == 401:
-            raise AuthenticationError(
-                f"{message}. Set COSTOPS_API_KEY to a key (`cost-ops auth create-api-key`), "
-                "or run the command where the pipeline's data directory holds admin.key."
-            )
-        if response.status_code == 403:
-            raise PermissionDeniedError(message, error.get("field_errors"))
-        if response.status_code == 422:
-            raise InvalidInputError(message, error.get("field_errors"))
-        if response.status_code == 404:
-            raise NotFoundError(message)
-        if response.status_code == 503:
-            raise UnavailableError(message, float(response.headers.get("Retry-After", 5)))
-        raise PipelineError(f"API answered {response.status_code}: {message}")
+        _raise_for(response)
+
+
+def _raise_for(response: httpx.Response) -> NoReturn:
+    """The pipeline's error kind for an API error answer."""
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        error = {"code": "HTTP_ERROR", "message": response.text[:500]}
+    message = f"{error.get('code')}: {error.get('message')}"
+    if response.status_code == 401:
+        raise AuthenticationError(
+            f"{message}. Set COSTOPS_API_KEY to a key (`cost-ops auth create-api-key`), "
+            "or run the command where the pipeline's data directory holds admin.key."
+        )
+    if response.status_code == 403:
+        raise PermissionDeniedError(message, error.get("field_errors"))
+    if response.status_code == 422:
+        raise InvalidInputError(message, error.get("field_errors"))
+    if response.status_code == 404:
+        raise NotFoundError(message)
+    if response.status_code == 503:
+        raise UnavailableError(message, float(response.headers.get("Retry-After", 5)))
+    raise PipelineError(f"API answered {response.status_code}: {message}")

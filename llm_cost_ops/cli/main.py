@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     from llm_cost_ops.cli.anomalies import add_anomaly_commands
     from llm_cost_ops.cli.auth import add_auth_commands
     from llm_cost_ops.cli.dlq import add_dlq_commands
+    from llm_cost_ops.cli.export import add_export_command
     from llm_cost_ops.cli.pricing import add_pricing_commands
     from llm_cost_ops.cli.report import RANGES
     from llm_cost_ops.cli.reprice import add_reprice_commands
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dlq_commands(sub)
     add_anomaly_commands(sub)
     add_auth_commands(sub)
+    add_export_command(sub)
 
     sub.add_parser("check-config", help="validate and print the effective settings").set_defaults(func=cmd_check_config)
     return parser

@@ -14,6 +14,7 @@ from api.errors import STATUS, error_body, pipeline_error_handler, status_for
 from llm_cost_ops.errors import (
     AuthenticationError,
     BudgetExceededError,
+    ConflictError,
     InvalidInputError,
     NotFoundError,
     PayloadTooLargeError,
@@ -43,6 +44,7 @@ class CustomNotFound(NotFoundError):
         (SchemaRegistryUnavailableError("registry down"), 503),
         (QueryError("bad query"), 500),
         (NotFoundError("nothing"), 404),
+        (ConflictError("report still running"), 409),
         (CustomNotFound("nothing"), 404),
         (UnavailableError("down"), 503),
         (StoreUnavailableError("clickhouse down"), 503),
@@ -59,6 +61,7 @@ def test_status_table_covers_every_kind() -> None:
     expected = {
         InvalidInputError: 422, NotFoundError: 404, BudgetExceededError: 429, UnavailableError: 503, PipelineError: 500,
         AuthenticationError: 401, PermissionDeniedError: 403, RateLimitedError: 429, PayloadTooLargeError: 413,
+        ConflictError: 409,
     }  # fmt: skip
     assert dict(STATUS) == expected
 
