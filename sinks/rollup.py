@@ -89,8 +89,10 @@ def dirty_query(db: str, organization_id: str | None, start: datetime | None, en
     """(organization, hour, latest mark) of the hours marked since their last refresh."""
     conditions = ["m.marked_at > r.refreshed_through"]
     params: dict[str, Any] = {}
+    refreshes = ""
     if organization_id is not None:
         conditions.append("m.organization_id = {organization_id:String}")
+        refreshes = " WHERE organization_id = {organization_id:String}"  # only that organization's refreshes
         params["organization_id"] = organization_id
     if start is not None:
         conditions.append("m.hour >= {start:DateTime('UTC')}")
@@ -101,7 +103,7 @@ def dirty_query(db: str, organization_id: str | None, start: datetime | None, en
     sql = (
         f"SELECT m.organization_id, m.hour, m.marked_at FROM {db}.rollup_marks AS m FINAL "
         f"LEFT JOIN (SELECT organization_id, hour, max(refreshed_through) AS refreshed_through "
-        f"FROM {db}.rollup_refreshes GROUP BY organization_id, hour) AS r "
+        f"FROM {db}.rollup_refreshes{refreshes} GROUP BY organization_id, hour) AS r "
         "ON m.organization_id = r.organization_id AND m.hour = r.hour "
         f"WHERE {' AND '.join(conditions)} ORDER BY m.organization_id, m.hour"
     )

@@ -37,7 +37,8 @@ from sinks.rollup import RollupRefresher, dirty_hours, mark_hours
 from sinks.rollup_queries import eligible, rollup_source
 from sinks.store import ClickHouseStore
 from sinks.trend_queries import TrendQueries
-from streams.pricing import PriceCatalog
+from streams.pricing import PriceCatalog, Pricer
+from streams.reprice import reprice
 
 Event = Callable[..., UsageEvent]
 CATALOG = PriceCatalog()
@@ -173,6 +174,11 @@ def test_rollup_answers_equal_the_base_table_through_late_events_replays_reprice
     assert_same(store)
     write(store, priced([a[0], alone]))
     write(store, priced([a[31], alone], at_ms=later + 60_000))
+    refresher.refresh()
+    assert_same(store)
+    # `cost-ops reprice` over everything: it marks what it rewrote, and never sees the deleted.
+    assert reprice(store, Pricer(CATALOG), T0, T0 + timedelta(days=11), "org-a").events == 120 + 10 - 2
+    assert_same(store)
     refresher.refresh()
     assert_same(store)
     cost = CostQueries(store, True)

@@ -123,8 +123,8 @@ def test_dirty_hours_query() -> None:
     assert query.sql == (
         "SELECT m.organization_id, m.hour, m.marked_at FROM costops.rollup_marks AS m FINAL "
         "LEFT JOIN (SELECT organization_id, hour, max(refreshed_through) AS refreshed_through "
-        "FROM costops.rollup_refreshes GROUP BY organization_id, hour) AS r "
-        "ON m.organization_id = r.organization_id AND m.hour = r.hour "
+        "FROM costops.rollup_refreshes WHERE organization_id = {organization_id:String} "
+        "GROUP BY organization_id, hour) AS r ON m.organization_id = r.organization_id AND m.hour = r.hour "
         "WHERE m.marked_at > r.refreshed_through AND m.organization_id = {organization_id:String} "
         "AND m.hour >= {start:DateTime('UTC')} AND m.hour < {end:DateTime('UTC')} ORDER BY m.organization_id, m.hour"
     )
