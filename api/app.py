@@ -45,7 +45,7 @@ from api.routes import (
     webhooks,
 )
 from api.spend_board import SpendBoard
-from llm_cost_ops.errors import UnavailableError
+from llm_cost_ops.errors import PipelineError, UnavailableError
 from llm_cost_ops.kafka import ensure_topics, sleep_until
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.producer import UsageProducer
@@ -55,6 +55,7 @@ from sinks.access_store import AccessStore
 from sinks.budget_store import BudgetStore
 from sinks.control_store import ControlStore
 from sinks.report_store import ReportStore
+from sinks.rollup import RollupRefresher
 from sinks.sink import UsageSink
 from sinks.store import ClickHouseStore
 from sinks.webhook_store import WebhookStore
@@ -109,6 +110,9 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
                 context.sink = UsageSink(settings, store, metrics)
                 context.sink_task = asyncio.create_task(context.sink.run(context.stop), name="sink")
                 context.sink_task.add_done_callback(partial(_on_sink_exit, context))
+                refresher = RollupRefresher(store)
+                period = settings.sink.rollup_refresh_seconds
+                following.append(asyncio.create_task(_refresh_rollup(refresher, period, context.stop), name="rollup"))
             app.state.context = context
             yield
         finally:
@@ -147,8 +151,10 @@ def create_app(settings: Settings, role: Role = "api") -> FastAPI:
     register_error_handlers(app)
     app.include_router(system.router)
     if role in ("api", "all"):
+        app.include_router(
+            usage.router, dependencies=[Depends(permit_by_method("read:costs", "write:costs", "delete:costs"))]
+        )
         for router, read, write in (
-            (usage.router, "read:costs", "write:costs"),
             (exports.router, "export:data", "export:data"),  # before costs: /export is not an event id
             (costs.router, "read:costs", "read:costs"),
             (analytics.router, "read:costs", "read:costs"),
@@ -204,6 +210,17 @@ async def _record_key_use(authenticator: Authenticator, access: AccessStore, sto
             logger.warning("could not record API key use: %s", exc.message)
         if stop.is_set():
             return
+
+
+async def _refresh_rollup(refresher: RollupRefresher, period: float, stop: asyncio.Event) -> None:
+    """Recompute the rollup's dirty hours every ``period`` seconds. A failure is logged and
+    retried: the dirty hours are read from ``usage_costs`` meanwhile, so answers stay exact."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(refresher.refresh)
+        except PipelineError as exc:
+            logger.warning("rollup refresh failed: %s", exc.message, extra={"operation": "rollup"})
+        await sleep_until(stop, period)
 
 
 async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -255,11 +255,17 @@ def permit(permission: str) -> Callable[[Principal], Principal]:
     return check
 
 
-def permit_by_method(read: str, write: str) -> Callable[[Request, Principal], Principal]:
-    """A router-wide dependency: ``read`` for GET/HEAD, ``write`` for every other method."""
+def permit_by_method(read: str, write: str, delete: str | None = None) -> Callable[[Request, Principal], Principal]:
+    """A router-wide dependency: ``read`` for GET/HEAD, ``delete`` (if given) for DELETE,
+    ``write`` for every other method."""
 
     def check(request: Request, principal: PrincipalDep) -> Principal:
-        principal.require(read if request.method in ("GET", "HEAD") else write)
+        if request.method in ("GET", "HEAD"):
+            principal.require(read)
+        elif request.method == "DELETE" and delete is not None:
+            principal.require(delete)
+        else:
+            principal.require(write)
         return principal
 
     return check

@@ -76,7 +76,7 @@ class ApiContext:
 
     @property
     def queries(self) -> CostQueries:
-        return CostQueries(self.store)
+        return CostQueries(self.store, self.settings.clickhouse.rollups)
 
     @property
     def webhooks(self) -> WebhookStore:

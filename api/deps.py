@@ -273,11 +273,11 @@ def trend_request(
 
 
 def get_analytics(context: ContextDep) -> AnalyticsQueries:
-    return AnalyticsQueries(context.store)
+    return AnalyticsQueries(context.store, context.settings.clickhouse.rollups)
 
 
 def get_trends(context: ContextDep) -> TrendQueries:
-    return TrendQueries(context.store)
+    return TrendQueries(context.store, context.settings.clickhouse.rollups)
 
 
 FiltersDep = Annotated[CostFilterParams, Depends(cost_filters)]

@@ -97,6 +97,9 @@ class ClickHouseSettings(_Section):
     Secret: it usually carries a password, so ``check-config`` prints it masked."""
     database: str = Field(default="costops", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     """Database of the pipeline's tables (an identifier: it is spliced into DDL)."""
+    rollups: bool = True
+    """Answer aggregates (summary, aggregate by hour or coarser, analytics, trends) from the hourly
+    rollup ``usage_costs_hourly`` where it holds the data: same answers, less to read."""
 
 
 class DatabaseSettings(_Section):
@@ -133,6 +136,9 @@ class SinkSettings(_Section):
     """Longest time a consumed row waits before it is written."""
     retry_max_seconds: float = Field(default=30.0, gt=0)
     """Ceiling of the exponential backoff between failed inserts."""
+    rollup_refresh_seconds: float = Field(default=5.0, gt=0)
+    """How often the sink recomputes the hourly rollup's dirty hours (queries read those hours
+    from ``usage_costs`` meanwhile, so this bounds work, not correctness)."""
 
 
 class WindowSettings(_Section):

@@ -32,6 +32,7 @@ from schemas.analytics import (
 from schemas.period import period_series, zone_of
 from schemas.priced import COST_PLACES
 from schemas.query import CostFilterParams, as_utc
+from sinks import rollup_queries as rollup
 from sinks.queries import Query, period_expression, where_clause
 from sinks.store import ClickHouseStore
 
@@ -127,14 +128,23 @@ class AnalyticsQueries:
 
     Args:
         store: the ClickHouse store.
+        rollups: answer from the hourly rollup where it holds the data (same answers, faster).
     """
 
-    def __init__(self, store: ClickHouseStore) -> None:
+    def __init__(self, store: ClickHouseStore, rollups: bool = False) -> None:
         self._store = store
         self._table = store.table("usage_costs")
+        self._rollups = rollups
 
     def _run(self, query: Query) -> list[tuple[Any, ...]]:
         return self._store.query(query.sql, query.parameters)
+
+    def _source(self, filters: CostFilterParams, series: SeriesParams | None = None) -> Query | None:
+        if not self._rollups:
+            return None
+        if series is None:
+            return rollup.rollup_source(self._store, filters)
+        return rollup.rollup_source(self._store, filters, (), series.granularity, series.timezone)
 
     def _periods(self, filters: CostFilterParams, series: SeriesParams) -> list[datetime]:
         """The periods to fill in: all of ``[start, end)`` when both dates are given."""
@@ -143,7 +153,16 @@ class AnalyticsQueries:
         return period_series(filters.start, filters.end, series.granularity, zone_of(series.timezone))
 
     def usage(self, filters: CostFilterParams, series: SeriesParams) -> UsageAnalytics:
-        requests, prompt, completion, tokens, cached, reasoning = self._run(usage_totals_query(self._table, filters))[0]
+        source = self._source(filters, series)
+        if source is None:
+            totals_query = usage_totals_query(self._table, filters)
+            series_query = usage_series_query(self._table, filters, series)
+            by_model_query = usage_by_model_query(self._table, filters)
+        else:
+            totals_query = rollup.usage_totals_query(source)
+            series_query = rollup.usage_series_query(source, series)
+            by_model_query = rollup.usage_by_model_query(source)
+        requests, prompt, completion, tokens, cached, reasoning = self._run(totals_query)[0]
         totals = UsageTotals(
             requests=requests,
             prompt_tokens=prompt or 0,
@@ -162,7 +181,7 @@ class AnalyticsQueries:
                 completion_tokens=c or 0,
                 total_tokens=t or 0,
             )
-            for period, n, p, c, t in self._run(usage_series_query(self._table, filters, series))
+            for period, n, p, c, t in self._run(series_query)
         }
         for period in self._periods(filters, series):
             points.setdefault(
@@ -184,7 +203,7 @@ class AnalyticsQueries:
                 completion_tokens=c or 0,
                 total_tokens=t or 0,
             )
-            for provider, model, n, p, c, t in self._run(usage_by_model_query(self._table, filters))
+            for provider, model, n, p, c, t in self._run(by_model_query)
         ]
         providers: dict[str, ProviderUsage] = {}
         for item in by_model:
@@ -207,8 +226,13 @@ class AnalyticsQueries:
 
     def costs(self, filters: CostFilterParams, series: SeriesParams) -> CostAnalytics:
         zone = zone_of(series.timezone)
+        source = self._source(filters, series)
         points: dict[str, dict[datetime, CostPoint]] = defaultdict(dict)
-        for currency, period, cost, requests, unpriced in self._run(cost_series_query(self._table, filters, series)):
+        if source is None:
+            series_query = cost_series_query(self._table, filters, series)
+        else:
+            series_query = rollup.cost_series_query(source, series)
+        for currency, period, cost, requests, unpriced in self._run(series_query):
             points[currency][as_utc(period)] = CostPoint(
                 period_start=as_utc(period).astimezone(zone),
                 total_cost=_money(cost) or _ZERO,
@@ -217,9 +241,12 @@ class AnalyticsQueries:
             )
         ranked: dict[tuple[str, str], list[RankedCost]] = defaultdict(list)
         for by in ("project", "model"):
-            for currency, name, provider, cost, requests in self._run(
+            top = (
                 top_costs_query(self._table, filters, series, by)
-            ):
+                if source is None
+                else rollup.top_costs_query(source, series, by)
+            )
+            for currency, name, provider, cost, requests in self._run(top):
                 ranked[currency, by].append(
                     RankedCost(name=name, provider=provider, total_cost=_money(cost) or _ZERO, requests=requests)
                 )
@@ -250,7 +277,13 @@ class AnalyticsQueries:
         return CostAnalytics(granularity=series.granularity, timezone=series.timezone, currencies=currencies)
 
     def providers(self, filters: CostFilterParams) -> ProviderComparisons:
-        rows = self._run(provider_comparison_query(self._table, filters))
+        source = self._source(filters)
+        query = (
+            provider_comparison_query(self._table, filters)
+            if source is None
+            else rollup.provider_comparison_query(source)
+        )
+        rows = self._run(query)
         return ProviderComparisons(
             data=[
                 ProviderComparison(
@@ -268,7 +301,11 @@ class AnalyticsQueries:
         )
 
     def models(self, filters: CostFilterParams) -> ModelComparisons:
-        rows = self._run(model_comparison_query(self._table, filters))
+        source = self._source(filters)
+        query = (
+            model_comparison_query(self._table, filters) if source is None else rollup.model_comparison_query(source)
+        )
+        rows = self._run(query)
         return ModelComparisons(
             data=[
                 ModelComparison(

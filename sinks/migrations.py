@@ -8,12 +8,20 @@ background, so every query reads it with ``FINAL``, which deduplicates at read t
 are exact either way. Partitions are monthly by event time. Background merges only collapse
 copies within a partition, so an id re-sent with a timestamp in another month would stay on disk twice; FINAL on current
 ClickHouse still collapses such copies at read time, but ids are meant to name one call.
+
+Deletes (migration 4): ``ReplacingMergeTree(priced_at, deleted)``. A delete writes a copy of the
+row with ``deleted = 1`` and ``priced_at`` = :data:`TOMBSTONE_VERSION` (the largest DateTime64),
+so no later write of that id (a replay, a reprice) can outrank it: FINAL returns nothing for it,
+and merges keep the tombstone (cleanup merges are never run).
+
+Rollups (migration 5): ``usage_costs_hourly`` and its bookkeeping; see :mod:`sinks.rollup`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
@@ -128,6 +136,63 @@ def _upgrade_to_v2(client: Client, db: str) -> None:
     client.command(f"DROP TABLE IF EXISTS {db}.usage_costs_next")
 
 
+TOMBSTONE_VERSION = datetime(2299, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)
+"""``priced_at`` of a deletion: the largest DateTime64(3), so a tombstone is the latest version forever."""
+
+USAGE_COSTS_V4 = USAGE_COSTS_V2.replace(
+    "written_at DateTime64(3, 'UTC') DEFAULT now64(3)\n",
+    "written_at DateTime64(3, 'UTC') DEFAULT now64(3),\n                deleted UInt8 DEFAULT 0\n",
+).replace("ReplacingMergeTree(priced_at)", "ReplacingMergeTree(priced_at, deleted)")
+"""``usage_costs`` since migration 4: ``deleted`` is the engine's is-deleted column."""
+assert USAGE_COSTS_V4.count("deleted") == 2, "USAGE_COSTS_V2 changed: rewrite USAGE_COSTS_V4"
+
+
+def _upgrade_to_v4(client: Client, db: str) -> None:
+    """Rebuild ``usage_costs`` with ``ReplacingMergeTree(priced_at, deleted)`` (an engine's
+    parameters cannot be altered), the way :func:`_upgrade_to_v2` does: copy to a fresh
+    ``usage_costs_next``, then ``EXCHANGE TABLES``. Stop the sinks while it runs."""
+    columns = [row[0] for row in client.query(f"SELECT name FROM system.columns WHERE database = '{db}' "
+                                              "AND table = 'usage_costs' ORDER BY position").result_rows]  # fmt: skip
+    if "deleted" not in columns:
+        client.command(f"DROP TABLE IF EXISTS {db}.usage_costs_next")
+        client.command(USAGE_COSTS_V4.format(db=db))
+        copied = ", ".join(columns)
+        client.command(f"INSERT INTO {db}.usage_costs_next ({copied}) SELECT {copied} FROM {db}.usage_costs")
+        client.command(f"EXCHANGE TABLES {db}.usage_costs AND {db}.usage_costs_next")
+    client.command(f"DROP TABLE IF EXISTS {db}.usage_costs_next")
+
+
+USAGE_COSTS_HOURLY = """
+            CREATE TABLE IF NOT EXISTS {db}.usage_costs_hourly (
+                organization_id LowCardinality(String),
+                hour DateTime('UTC'),
+                currency LowCardinality(String),
+                provider LowCardinality(String),
+                model LowCardinality(String),
+                project_id Nullable(String),
+                requests UInt64,
+                unpriced UInt64,
+                total_cost Nullable(Decimal(38, 10)),
+                priced_tokens UInt64,
+                total_tokens UInt64,
+                prompt_tokens UInt64,
+                completion_tokens UInt64,
+                cached_tokens UInt64,
+                reasoning_tokens UInt64,
+                latency_sum UInt64,
+                latency_count UInt64,
+                latency_p95 AggregateFunction(quantile(0.95), Nullable(UInt64)),
+                version DateTime64(6, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree(version)
+            PARTITION BY toYYYYMM(hour)
+            ORDER BY (organization_id, hour, currency, provider, model, project_id)
+            SETTINGS allow_nullable_key = 1
+            """
+"""One row per (organization, UTC hour, currency, provider, model, project) computed from
+``usage_costs FINAL``; ``requests = 0`` marks a group that no longer exists (see :mod:`sinks.rollup`)."""
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
@@ -235,6 +300,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             ENGINE = ReplacingMergeTree(created_at)
             PARTITION BY toYYYYMM(window_start)
             ORDER BY (organization_id, window_start, alert_id)
+            """,
+        ),
+    ),
+    Migration(
+        4,
+        "usage_costs: deletes as tombstones (ReplacingMergeTree(priced_at, deleted))",
+        (USAGE_COSTS_V4,),
+        apply=_upgrade_to_v4,
+    ),
+    Migration(
+        5,
+        "usage_costs_hourly rollup, its dirty-hour marks and refreshes; every stored hour marked dirty",
+        (
+            USAGE_COSTS_HOURLY,
+            """
+            CREATE TABLE IF NOT EXISTS {db}.rollup_marks (
+                organization_id LowCardinality(String),
+                hour DateTime('UTC'),
+                marked_at DateTime64(6, 'UTC') DEFAULT now64(6)
+            )
+            ENGINE = ReplacingMergeTree(marked_at)
+            ORDER BY (organization_id, hour)
+            """,
+            """
+            CREATE TABLE IF NOT EXISTS {db}.rollup_refreshes (
+                organization_id LowCardinality(String),
+                hour DateTime('UTC'),
+                refreshed_through DateTime64(6, 'UTC')
+            )
+            ENGINE = ReplacingMergeTree(refreshed_through)
+            ORDER BY (organization_id, hour)
+            """,
+            # The hours stored before the rollup existed: the sink's refresher computes them.
+            """
+            INSERT INTO {db}.rollup_marks (organization_id, hour)
+            SELECT DISTINCT organization_id, toStartOfHour(timestamp) FROM {db}.usage_costs FINAL
             """,
         ),
     ),

@@ -9,6 +9,7 @@ Each cycle:
 4. insert, retrying with exponential backoff for as long as ClickHouse fails, whatever the
    error (an outage, or a table a bad migration broke): consumption pauses meanwhile, so memory
    stays bounded by one batch, nothing is dropped, and ``healthy`` (hence ``/ready``) is false;
+   then mark the batch's (organization, hour) pairs dirty for the hourly rollup (:mod:`sinks.rollup`);
 5. only then commit the offsets of the batch.
 
 A crash between 4 and 5 replays the batch; the replayed rows collapse with the written ones
@@ -37,6 +38,7 @@ from schemas.errors import DecodeError
 from schemas.priced import decode_priced
 from sinks.errors import QueryError, StoreUnavailableError
 from sinks.records import ALERT_SCHEMA, WINDOW_SCHEMA, parse_record, records_table
+from sinks.rollup import marks_of
 from sinks.rows import dedupe
 from sinks.store import ClickHouseStore
 
@@ -155,6 +157,8 @@ class UsageSink:
             table, duplicates = dedupe(compact(pa.concat_tables(batch.tables).combine_chunks()))
             self._metrics.sink_duplicates.inc(duplicates)
             writes.append(("usage_costs", table))
+            # After the rows, before the offsets: the hourly rollup recomputes these hours.
+            writes.append(("rollup_marks", marks_of(table)))
         for name, records in batch.records.items():
             if records:
                 writes.append((name, records_table(records, RECORD_SCHEMAS[name])))

@@ -88,6 +88,11 @@ class ClickHouseStore:
             result = _guard(lambda: self.client.query(sql, parameters=parameters or {}))
         return [tuple(row) for row in result.result_rows]
 
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        """A statement without a result (``INSERT … SELECT``, DDL)."""
+        with self._lock:
+            _guard(lambda: self.client.command(sql, parameters=parameters or {}))
+
     def query_arrow(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         """A query's result as one Arrow table (text as strings, not bytes)."""
         with self._lock:

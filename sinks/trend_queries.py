@@ -11,6 +11,7 @@ from schemas.analytics import CostTrends, SeriesParams, TrendComparison, TrendPo
 from schemas.period import bucket_start, period_series, zone_of
 from schemas.priced import COST_PLACES
 from schemas.query import CostFilterParams, as_utc
+from sinks import rollup_queries as rollup
 from sinks.queries import Query, period_expression, where_clause
 from sinks.store import ClickHouseStore
 
@@ -48,13 +49,29 @@ def percent(change: Decimal, base: Decimal) -> float | None:
 
 
 class TrendQueries:
-    def __init__(self, store: ClickHouseStore) -> None:
+    """Runs the trend query against a store.
+
+    Args:
+        store: the ClickHouse store.
+        rollups: answer from the hourly rollup when the range's bounds are whole hours.
+    """
+
+    def __init__(self, store: ClickHouseStore, rollups: bool = False) -> None:
         self._store = store
         self._table = store.table("usage_costs")
+        self._rollups = rollups
 
     def trends(self, filters: CostFilterParams, params: SeriesParams) -> CostTrends:
         both, previous_start, start, end = trend_window(filters)
-        query = trend_query(self._table, both, params, start)
+        source = None
+        # The split must be a whole hour: the rollup cannot tell the events of an hour apart.
+        if self._rollups and rollup.split_on_hour(start) and rollup.split_on_hour(end):
+            source = rollup.rollup_source(self._store, both, (), params.granularity, params.timezone)
+        query = (
+            trend_query(self._table, both, params, start)
+            if source is None
+            else rollup.trend_query(source, params, start)
+        )
         current: dict[datetime, _Sums] = {}
         earlier: dict[datetime, _Sums] = {}
         for period, is_current, cost, requests, unpriced, tokens in self._store.query(query.sql, query.parameters):

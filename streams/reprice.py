@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.columns import USAGE_SCHEMA, millis
+from sinks.rollup import marks_of
 from streams.pricing import Pricer
 from streams.volume import DictVolumes, VolumeKey, count_volumes
 
@@ -58,6 +59,8 @@ def reprice(
         before = count_volumes(usage, np.zeros(usage.num_rows, dtype=np.int64), volumes)
         priced = pricer.price(usage, millis(datetime.now(UTC)), before)
         store.insert_arrow("usage_costs", priced, {"optimize_on_insert": 0})
+        # After the rows: the hourly rollup recomputes these hours (sinks.rollup).
+        store.insert_arrow("rollup_marks", marks_of(priced))
         unpriced = priced.num_rows - priced.column("unpriced_reason").null_count
         result.events += priced.num_rows
         result.unpriced += unpriced

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from api import examples
 from api.auth import Principal, PrincipalDep
 from api.budget_view import next_period_s
 from api.context import ApiContext
-from api.deps import ContextDep, FiltersDep, PageDep, ProducerDep, QueriesDep, json_body
+from api.deps import ActorDep, ContextDep, ControlDep, FiltersDep, PageDep, ProducerDep, QueriesDep, json_body
 from llm_cost_ops.errors import BudgetExceededError, InvalidInputError, NotFoundError, PermissionDeniedError
 from schemas.budget import Budget
 from schemas.errors import EventValidationError
-from schemas.query import UsagePage, UsageRecord, UsageStats
+from schemas.query import CostFilterParams, UsagePage, UsageRecord, UsageStats
 from schemas.usage import UsageEvent
+from sinks.deletion import UsageDeleter
 
 router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
 
@@ -52,6 +54,21 @@ def get_usage(queries: QueriesDep, event_id: str, filters: FiltersDep) -> UsageR
     if record is None:
         raise NotFoundError(f"no usage record with id {event_id}")
     return record
+
+
+@router.delete("/{event_id}", status_code=204)
+async def delete_usage(
+    context: ContextDep, control: ControlDep, principal: PrincipalDep, actor: ActorDep, event_id: str
+) -> Response:
+    """Delete one usage record of the caller's organization (``delete:costs``; 404 for an id
+    it does not own). The record leaves every list and aggregate, and stays deleted if the
+    event is replayed or repriced later; the deletion is audited (entity ``usage``, the record
+    as ``before``). Not undone: windows, alerts and budget spend the workers already counted
+    (docs/architecture.md, "Deleting usage")."""
+    scope = CostFilterParams(organization_id=principal.scope(None))
+    deleter = UsageDeleter(context.store, control)
+    await asyncio.to_thread(deleter.delete, event_id, scope, actor)
+    return Response(status_code=204)
 
 
 @router.post("", status_code=202, openapi_extra={"requestBody": _USAGE_BODY})

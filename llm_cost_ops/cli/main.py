@@ -134,6 +134,17 @@ def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if result["accounting"]["lost"] or result["accounting"]["extra"] else 0
 
 
+def cmd_bench_queries(args: argparse.Namespace, settings: Settings) -> int:
+    from benchmarks.query_load import run_query_benchmark, table
+    from benchmarks.run import write
+
+    result = run_query_benchmark(args.rows, args.concurrency, args.duration, progress=err)
+    write(result, args.output)
+    out(table(result))
+    out(f"result: {args.output}")
+    return 0 if all(result["answers_agree"].values()) else 1
+
+
 def cmd_check_config(args: argparse.Namespace, settings: Settings) -> int:
     out(json.dumps(settings.model_dump(mode="json"), indent=2))
     return 0
@@ -221,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--output", type=Path, default=Path("benchmarks/results/latest.json"))
     bench.set_defaults(func=cmd_bench)
+
+    bench_queries = sub.add_parser(
+        "bench-queries", help="measure the query endpoints under concurrent load, base table vs hourly rollup"
+    )
+    bench_queries.add_argument("--rows", type=int, default=10_000_000, help="usage rows to load (default 10M)")
+    bench_queries.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
+    bench_queries.add_argument(
+        "--duration", type=float, default=30.0, help="seconds of load per endpoint and mode (default 30)"
+    )
+    bench_queries.add_argument("--output", type=Path, default=Path("benchmarks/results/queries.json"))
+    bench_queries.set_defaults(func=cmd_bench_queries)
 
     add_reprice_commands(sub, add_pricing_commands(sub))
     add_dlq_commands(sub)

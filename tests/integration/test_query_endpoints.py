@@ -26,6 +26,7 @@ from schemas.query import AggregateParams, CostFilterParams, PageParams
 from schemas.usage import UsageEvent
 from sinks.control_store import ControlStore
 from sinks.queries import CostQueries
+from sinks.rollup import mark_hours
 from sinks.store import ClickHouseStore
 from streams.pricing import PriceCatalog
 
@@ -70,7 +71,11 @@ def priced(events: list[UsageEvent], currency: str | None = None) -> pa.Table:
 
 
 def insert(store: ClickHouseStore, events: list[UsageEvent], currency: str | None = None) -> None:
-    store.insert_arrow("usage_costs", priced(events, currency))
+    """Write like the sink: the rows, then their hours marked for the rollup (the analytics and
+    trends routes read it: the settings leave ``clickhouse.rollups`` on)."""
+    table = priced(events, currency)
+    store.insert_arrow("usage_costs", table)
+    mark_hours(store, table)
 
 
 def cost(event: UsageEvent) -> Decimal:

@@ -63,7 +63,8 @@ def declared_columns(table: str) -> list[str]:
 
 
 def test_columns_are_the_table_columns_in_order() -> None:
-    assert declared_columns("usage_costs") == [*USAGE_COSTS_COLUMNS, "written_at"]  # written_at: the default
+    # written_at and deleted (a tombstone's flag): their defaults
+    assert declared_columns("usage_costs") == [*USAGE_COSTS_COLUMNS, "written_at", "deleted"]
     assert declared_columns("cost_windows") == WINDOW_SCHEMA.names
     assert declared_columns("alerts") == ALERT_SCHEMA.names
 
