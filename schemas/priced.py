@@ -10,7 +10,7 @@ ClickHouse ``Decimal(38, 10)`` columns; an unpriced event has null costs, never 
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 from enum import StrEnum
 
 import pyarrow as pa
@@ -20,6 +20,13 @@ from schemas.errors import DecodeError
 
 COST_PLACES = Decimal("0.0000000001")
 """Every cost is a Decimal with 10 places (Decimal(38, 10) in ClickHouse)."""
+MONEY_CONTEXT = Context(prec=60)
+"""Wide enough for any Decimal(38, 10) sum: the default 28 digits fail past 10^18 at 10 places."""
+
+
+def money(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """``value`` at 10 places, whatever its size (Decimal(38, 10) holds up to 10^28)."""
+    return value.quantize(COST_PLACES, rounding=rounding, context=MONEY_CONTEXT)
 
 MONEY = pa.decimal128(38, 10)
 CONTENT_TYPE = b"application/vnd.apache.arrow.stream"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from schemas.analytics import (
@@ -30,13 +30,13 @@ from schemas.analytics import (
     UsageTotals,
 )
 from schemas.period import period_series, zone_of
-from schemas.priced import COST_PLACES
+from schemas.priced import money
 from schemas.query import CostFilterParams, as_utc
 from sinks import rollup_queries as rollup
 from sinks.queries import Query, period_expression, where_clause
 from sinks.store import ClickHouseStore
 
-_ZERO = Decimal(0).quantize(COST_PLACES)
+_ZERO = money(Decimal(0))
 _TOKENS = "count() AS requests, sum(prompt_tokens), sum(completion_tokens), sum(total_tokens)"
 _UNPRICED = "countIf(pricing_status = 'unpriced')"
 _RANKED = {"project": ("project_id, NULL", "project_id"), "model": ("model, provider", "model, provider")}
@@ -110,13 +110,13 @@ def model_comparison_query(table: str, filters: CostFilterParams) -> Query:
 
 
 def _money(value: Decimal | None) -> Decimal | None:
-    return value.quantize(COST_PLACES) if value is not None else None
+    return money(value) if value is not None else None
 
 
 def _ratio(amount: Decimal | None, count: int, per: int = 1) -> Decimal | None:
     if amount is None or not count:
         return None
-    return (amount * per / count).quantize(COST_PLACES, ROUND_HALF_EVEN)
+    return money(amount * per / count)
 
 
 def _latency(value: Any) -> float | None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from typing import Any
 
 from schemas.cursor import encode_cursor
 from schemas.period import Granularity, period_series, zone_of
-from schemas.priced import COST_PLACES, pricing_not_found
+from schemas.priced import money, pricing_not_found
 from schemas.query import (
     GROUP_COLUMNS,
     METADATA_PREFIX,
@@ -247,7 +247,7 @@ def _fill(
     series = {_key(g, keys) for g in groups}
     if not series and keys == ["currency"]:
         series = {(filters.currency or "USD",)}
-    zero = Decimal(0).quantize(COST_PLACES)
+    zero = money(Decimal(0))
     filled = list(groups)
     for period in periods:
         for key in series:
@@ -280,11 +280,11 @@ def _usage_record(row: tuple[Any, ...]) -> UsageRecord:
 
 
 def _money(value: Decimal | None) -> Decimal:
-    return (value if value is not None else Decimal(0)).quantize(COST_PLACES)
+    return money(value if value is not None else Decimal(0))
 
 
 def _money_or_none(value: Decimal | None) -> Decimal | None:
-    return value.quantize(COST_PLACES) if value is not None else None
+    return money(value) if value is not None else None
 
 
 class CostQueries:
@@ -447,7 +447,7 @@ class CostQueries:
                 unpriced_requests=unpriced_count,
             )
             (by_provider if provider else by_model).append(item)
-        avg = (total_cost / currency_priced).quantize(COST_PLACES, ROUND_HALF_EVEN) if currency_priced else _money(None)
+        avg = money(total_cost / currency_priced) if currency_priced else _money(None)
         return CostSummary(
             period=Period(start=filters.start, end=filters.end),
             organization_id=filters.organization_id,

@@ -9,13 +9,13 @@ from typing import Any
 
 from schemas.analytics import CostTrends, SeriesParams, TrendComparison, TrendPoint, TrendTotals
 from schemas.period import bucket_start, period_series, zone_of
-from schemas.priced import COST_PLACES
+from schemas.priced import money
 from schemas.query import CostFilterParams, as_utc
 from sinks import rollup_queries as rollup
 from sinks.queries import Query, period_expression, where_clause
 from sinks.store import ClickHouseStore
 
-_ZERO = Decimal(0).quantize(COST_PLACES)
+_ZERO = money(Decimal(0))
 _Sums = tuple[Decimal, int, int, int]
 
 
@@ -88,11 +88,11 @@ class TrendQueries:
             points.append(
                 TrendPoint(
                     period_start=period.astimezone(zone),
-                    total_cost=cost.quantize(COST_PLACES),
+                    total_cost=money(cost),
                     requests=requests,
                     unpriced_requests=unpriced,
                     total_tokens=tokens,
-                    change=change.quantize(COST_PLACES),
+                    change=money(change),
                     change_percent=percent(change, last_cost),
                 )
             )
@@ -102,7 +102,7 @@ class TrendQueries:
         overall = TrendComparison(
             current=now,
             previous=then,
-            change=(now.total_cost - then.total_cost).quantize(COST_PLACES),
+            change=money(now.total_cost - then.total_cost),
             change_percent=percent(now.total_cost - then.total_cost, then.total_cost),
             requests_change=now.requests - then.requests,
             tokens_change=now.total_tokens - then.total_tokens,
@@ -121,7 +121,7 @@ def _totals(sums: Any, start: datetime, end: datetime) -> TrendTotals:
     return TrendTotals(
         start=start,
         end=end,
-        total_cost=sum((r[0] for r in rows), _ZERO).quantize(COST_PLACES),
+        total_cost=money(sum((r[0] for r in rows), _ZERO)),
         requests=sum(r[1] for r in rows),
         unpriced_requests=sum(r[2] for r in rows),
         total_tokens=sum(r[3] for r in rows),

@@ -16,7 +16,7 @@ from api.deps import ContextDep, invalid_parameters, json_body
 from llm_cost_ops.errors import InsufficientDataError
 from schemas.alerts import AlertPage, AlertParams, Anomaly, AnomalyParams, AnomalyReport
 from schemas.forecast import Forecast, ForecastPoint, ForecastRequest, HistorySpan
-from schemas.priced import COST_PLACES
+from schemas.priced import COST_PLACES, money
 from streams.detectors import DetectorConfig, Method, score_series
 from streams.forecast import MIN_POINTS, ForecastModel, NotEnoughHistoryError, forecast
 
@@ -113,8 +113,8 @@ def detect_anomalies(context: ContextDep, params: Annotated[AnomalyParams, Depen
     anomalies = [
         Anomaly(
             date=days[o.index],
-            actual_cost=o.value.quantize(COST_PLACES),
-            expected_cost=o.expected.quantize(COST_PLACES),
+            actual_cost=money(o.value),
+            expected_cost=money(o.expected),
             score=round(o.score, 4),
             method=params.method,
             severity=o.severity or "low",
