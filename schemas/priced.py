@@ -28,6 +28,7 @@ def money(value: Decimal, rounding: str = ROUND_HALF_EVEN) -> Decimal:
     """``value`` at 10 places, whatever its size (Decimal(38, 10) holds up to 10^28)."""
     return value.quantize(COST_PLACES, rounding=rounding, context=MONEY_CONTEXT)
 
+
 MONEY = pa.decimal128(38, 10)
 CONTENT_TYPE = b"application/vnd.apache.arrow.stream"
 """The ``content-type`` header of every ``priced-usage`` message."""
