@@ -60,6 +60,16 @@ def insert_rows(
         FROM numbers({rows})
         """
     )
+    mark_rollup_hours(store)
+
+
+def mark_rollup_hours(store: ClickHouseStore) -> None:
+    """Mark every hour of the rows written here dirty, as every writer of ``usage_costs`` must
+    (the rollups otherwise read those hours as clean, and empty)."""
+    store.client.command(
+        f"INSERT INTO {store.table('rollup_marks')} (organization_id, hour) "
+        f"SELECT DISTINCT organization_id, toStartOfHour(timestamp) FROM {store.table('usage_costs')}"
+    )
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import httpx
 import openpyxl
 import pytest
 from served_api import ServedApi, serve_api, tenant_key
-from test_cost_exports import insert_rows
+from test_cost_exports import insert_rows, mark_rollup_hours
 
 from schemas.auth import AuditQuery
 from schemas.budget import BudgetInput
@@ -46,6 +46,7 @@ def insert_daily(store: ClickHouseStore, days: int, organization_id: str = "org-
         FROM numbers({days})
         """
     )
+    mark_rollup_hours(store)
 
 
 @pytest.fixture
