@@ -109,7 +109,7 @@ def test_created_usage_is_priced_and_listed_with_exact_decimal_money(
     assert (summary.total_requests, summary.total_cost) == (3, total)
     groups = client.costs.aggregate(group_by=["model", "metadata.team"], granularity="day", organization_id=org)
     assert sum((g.total_cost or Decimal(0) for g in groups.data), Decimal(0)) == total
-    assert {(g.model, g.key("metadata.team"), g.request_count) for g in groups.data} == {
+    assert {(g.key("model"), g.key("metadata.team"), g.request_count) for g in groups.data} == {
         ("gpt-4o", "search", 1),
         ("gpt-4o-mini", None, 2),
     }
