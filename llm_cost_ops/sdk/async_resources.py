@@ -1,0 +1,159 @@
+"""The async client's resources: ``client.usage``, ``costs``, ``pricing``, ``forecast``,
+``export``, ``budgets``, ``alerts``. Method for method the same as :mod:`.resources`, awaited
+(a unit test holds the two surfaces equal)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import IO, Any, Protocol, TypeVar
+
+from llm_cost_ops.sdk import calls
+from llm_cost_ops.sdk import control_models as cm
+from llm_cost_ops.sdk import models as m
+from llm_cost_ops.sdk.calls import Call, Metric
+
+T = TypeVar("T")
+
+
+class AsyncCaller(Protocol):
+    async def call(self, call: Call[T]) -> T: ...
+
+    async def download(
+        self, path: str, filters: Mapping[str, Any], fmt: str, target: str | os.PathLike[str] | IO[bytes]
+    ) -> m.ExportResult: ...
+
+
+class Resource:
+    def __init__(self, client: AsyncCaller) -> None:
+        self._client = client
+
+
+class Usage(Resource):
+    async def create(self, **fields: Any) -> m.UsageAccepted:
+        """Submit one usage record (the API's fields: ``provider``, ``model``, ``prompt_tokens``,
+        ...). Without ``id`` one is generated here, so that a retry cannot count it twice."""
+        return await self._client.call(calls.usage_create(fields))
+
+    async def batch_create(self, records: Iterable[Mapping[str, Any]]) -> m.BatchResult:
+        """Submit up to 1000 records; the valid ones are accepted, the others listed in ``rejected``."""
+        return await self._client.call(calls.usage_batch(records))
+
+    async def get(self, event_id: str) -> m.UsageRecord:
+        return await self._client.call(calls.usage_get(event_id))
+
+    async def list(self, **filters: Any) -> m.Page[m.UsageRecord]:
+        return await self._client.call(calls.usage_list(filters))
+
+    async def delete(self, event_id: str) -> None:
+        await self._client.call(calls.usage_delete(event_id))
+
+    async def stats(self, **filters: Any) -> m.UsageStats:
+        return await self._client.call(calls.usage_stats(filters))
+
+
+class Costs(Resource):
+    async def list(self, **filters: Any) -> m.Page[m.CostRecord]:
+        """One page of cost records, newest first. Filters: ``organization_id``, ``project_id``,
+        ``user_id``, ``provider``, ``model``, ``currency``, ``start_date``, ``end_date``, ``tags``,
+        ``metadata`` (a dict), and ``per_page`` with ``page`` or ``cursor``."""
+        return await self._client.call(calls.costs_list(filters))
+
+    async def list_paginated(self, **filters: Any) -> AsyncIterator[m.CostRecord]:
+        """(``async for``) Every record the filters match, one page in memory at a time, following ``next_cursor``
+        (keyset paging: rows written meanwhile are not listed twice)."""
+        page = await self.list(**filters)
+        for record in page.data:
+            yield record
+        while page.has_more and page.next_cursor:
+            page = await self.list(**calls.next_page_filters(filters, page.next_cursor))
+            for record in page.data:
+                yield record
+
+    async def get(self, event_id: str) -> m.CostDetail:
+        return await self._client.call(calls.costs_get(event_id))
+
+    async def aggregate(
+        self, group_by: Sequence[str] = (), granularity: str | None = None, **filters: Any
+    ) -> m.CostAggregate:
+        """Totals per group (any of provider, model, organization_id, project_id, user_id, tag,
+        ``metadata.KEY``), split by currency, optionally per ``granularity`` (minute to month)
+        in ``timezone``."""
+        return await self._client.call(
+            calls.costs_aggregate({"group_by": group_by, "granularity": granularity, **filters})
+        )
+
+    async def summary(self, **filters: Any) -> m.CostSummary:
+        return await self._client.call(calls.costs_summary(filters))
+
+    async def trends(self, granularity: str | None = None, **filters: Any) -> m.CostTrends:
+        return await self._client.call(calls.costs_trends({"granularity": granularity, **filters}))
+
+
+class Pricing(Resource):
+    async def create(self, **rule: Any) -> cm.PricingRule:
+        """A custom price (``provider``, ``model``, ``pricing_structure``, ...); not retried on
+        502/503/504 or timeouts, which may follow a committed write."""
+        return await self._client.call(calls.pricing_create(rule))
+
+    async def list(self, **filters: Any) -> cm.PricingRuleList:
+        return await self._client.call(calls.pricing_list(filters))
+
+    async def get(self, rule_id: str) -> cm.PricingRule:
+        return await self._client.call(calls.pricing_get(rule_id))
+
+    async def update(self, rule_id: str, **rule: Any) -> cm.PricingRule:
+        """Replace every field of the rule (omitted optional fields take their defaults)."""
+        return await self._client.call(calls.pricing_update(rule_id, rule))
+
+    async def delete(self, rule_id: str) -> cm.PricingRule:
+        return await self._client.call(calls.pricing_delete(rule_id))
+
+
+class Forecasts(Resource):
+    async def generate(
+        self,
+        organization_id: str | None = None,
+        horizon_days: int = 30,
+        model: str = "linear",
+        metric: Metric = "cost",
+        **options: Any,
+    ) -> cm.Forecast:
+        """Daily cost (or, with ``metric="usage"``, tokens) for the next ``horizon_days``;
+        ``options``: ``confidence_level``, ``history_days``, ``currency``."""
+        body = {"organization_id": organization_id, "horizon_days": horizon_days, "model": model, **options}
+        return await self._client.call(calls.forecast_generate(metric, body))
+
+    async def detect_anomalies(self, **filters: Any) -> cm.AnomalyReport:
+        """Anomalous days between ``start_date`` and ``end_date``; ``method``, ``threshold``, ``currency``."""
+        return await self._client.call(calls.detect_anomalies(filters))
+
+
+class Export(Resource):
+    async def create(
+        self, path_or_file: str | os.PathLike[str] | IO[bytes], format: str = "csv", **filters: Any
+    ) -> m.ExportResult:
+        """Every cost record the filters match, streamed to a file (csv, json, jsonl, parquet, xlsx)."""
+        return await self._client.download(calls.EXPORT_PATH, filters, format, path_or_file)
+
+
+class Budgets(Resource):
+    async def create(self, **budget: Any) -> cm.Budget:
+        return await self._client.call(calls.budgets_create(budget))
+
+    async def list(self, **filters: Any) -> cm.BudgetList:
+        return await self._client.call(calls.budgets_list(filters))
+
+    async def get(self, budget_id: str, at: Any = None) -> cm.BudgetStatus:
+        return await self._client.call(calls.budgets_get(budget_id, at))
+
+    async def update(self, budget_id: str, **budget: Any) -> cm.Budget:
+        return await self._client.call(calls.budgets_update(budget_id, budget))
+
+    async def delete(self, budget_id: str) -> cm.Budget:
+        return await self._client.call(calls.budgets_delete(budget_id))
+
+
+class Alerts(Resource):
+    async def list(self, **filters: Any) -> cm.AlertPage:
+        return await self._client.call(calls.alerts_list(filters))
