@@ -4,6 +4,7 @@ delivery, a broker outage bridged by the spool, a restart replaying a previous s
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
 import uuid
@@ -22,6 +23,8 @@ from llm_cost_ops.settings import KafkaSettings, Settings
 from llm_cost_ops.wire import build_codec
 from schemas.errors import EventValidationError
 from schemas.usage import UsageEvent
+
+from processes import ApiPipeline, wait_for
 
 UsageFactory = Callable[..., dict[str, Any]]
 
@@ -276,3 +279,37 @@ def test_readme_example(broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pyt
         producer.close()
     (message,) = read_events(settings, 1)
     assert message[:2] == ("org-123", "org-123")
+
+
+def test_outage_then_duplicate_replay_lands_exactly_once(
+    pipeline: ApiPipeline, tmp_path: Path, usage_record: UsageFactory
+) -> None:
+    """End to end: records spooled while Kafka was unreachable, replayed, and replayed once more
+    (as after a lost acknowledgement) are stored once each by the real worker and sink."""
+    env = pipeline.env
+    live = settings_for(env["KAFKA_BOOTSTRAP_SERVERS"], tmp_path)
+    live = live.model_copy(update={"kafka": live.kafka.model_copy(update={"usage_topic": env["KAFKA__USAGE_TOPIC"]})})
+    down = live.model_copy(
+        update={"kafka": live.kafka.model_copy(update={"bootstrap_servers": f"127.0.0.1:{free_port()}"})}
+    )
+    spool_dir = tmp_path / "spool"
+    offline = UsageProducer(down, spool_dir=spool_dir, delivery_timeout_s=1, flush_on_exit=False)
+    for n in range(300):
+        offline.send(usage_record(organization_id=f"org-e2e-{n % 3}"))
+    assert offline.close(timeout=0.5) == 300
+    shutil.copytree(spool_dir, tmp_path / "spool-copy", ignore=shutil.ignore_patterns(".lock"))
+
+    with pipeline.worker("service-producer-worker"):
+        with UsageProducer(live, spool_dir=spool_dir, flush_on_exit=False) as replaying:
+            for n in range(200):
+                replaying.send(usage_record(organization_id=f"org-e2e-{n % 3}"))
+            assert replaying.flush(60) == 0
+        with UsageProducer(live, spool_dir=tmp_path / "spool-copy", flush_on_exit=False) as again:
+            assert again.flush(60) == 0  # the same 300 events a second time
+
+        def stored() -> int:
+            return int(pipeline.api.get("/api/v1/usage/stats", params={"start_date": "2025-01-01"}).json()["events"])
+
+        wait_for(lambda: stored() >= 500, "the producer's 500 events stored")
+        time.sleep(3)  # duplicates, had they been counted, would have landed by now
+        assert stored() == 500
