@@ -35,6 +35,14 @@ class Usage(Resource):
         ...). Without ``id`` one is generated here, so that a retry cannot count it twice."""
         return await self._client.call(calls.usage_create(fields))
 
+    async def track(self, response: Any, *, provider: str | None = None, **fields: Any) -> m.UsageAccepted:
+        """Submit the usage of a provider response (OpenAI, Anthropic, Gemini, Bedrock: see
+        ``llm_cost_ops.providers``), with ``fields`` such as ``organization_id`` or ``project_id``.
+        Raises like :meth:`create`; ``llm_cost_ops.track`` is the variant that never raises."""
+        from llm_cost_ops.providers import usage_from_response
+
+        return await self.create(**usage_from_response(response, provider=provider, **fields))
+
     async def batch_create(self, records: Iterable[Mapping[str, Any]]) -> m.BatchResult:
         """Submit up to 1000 records; the valid ones are accepted, the others listed in ``rejected``."""
         return await self._client.call(calls.usage_batch(records))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -203,3 +204,19 @@ def test_the_readme_example_runs(pipeline: ApiPipeline, worker: None, monkeypatc
     with client:
         found = eventually(lambda: client.usage.list(organization_id="org-123"), lambda p: p.total == 1, "the record")
     assert (found.data[0].model, found.data[0].prompt_tokens, found.data[0].completion_tokens) == ("gpt-4o", 1200, 300)
+
+
+def test_the_usage_of_a_provider_response_in_one_call(pipeline: ApiPipeline, worker: None) -> None:
+    org = new_org()
+    response = json.loads((Path(__file__).parents[1] / "fixtures/providers/anthropic_message.json").read_text())
+    with CostOpsClient(api_key=org_key(pipeline, org, "developer"), base_url=pipeline.env["COSTOPS_API_URL"]) as svc:
+        accepted = svc.usage.track(response, project_id="chat")  # the key's organization
+        assert accepted.organization_id == org
+        stored = eventually(lambda: svc.usage.list(), lambda page: len(page.data) == 1, "the tracked event stored")
+    (event,) = stored.data
+    usage = response["usage"]
+    cache_read, cache_write = usage["cache_read_input_tokens"], usage["cache_creation_input_tokens"]
+    assert (event.provider, event.model, event.project_id) == ("anthropic", response["model"], "chat")
+    assert event.prompt_tokens == usage["input_tokens"] + cache_read + cache_write
+    assert (event.cached_tokens, event.cache_write_tokens) == (cache_read, cache_write)
+    assert event.completion_tokens == usage["output_tokens"]

@@ -268,8 +268,7 @@ def test_readme_example(broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("KAFKA__IDEMPOTENT_PRODUCER", "false")  # Tansu
     monkeypatch.setenv("KAFKA__USAGE_TOPIC", settings.kafka.usage_topic)
     monkeypatch.setenv("COSTOPS_DATA_DIR", str(tmp_path))
-    # llm_cost_ops/__init__.py does not export it yet on this branch.
-    monkeypatch.setattr(llm_cost_ops, "UsageProducer", UsageProducer, raising=False)
+    assert llm_cost_ops.UsageProducer is UsageProducer  # the snippet's import is the real one
     namespace: dict[str, Any] = {}
     exec(README_EXAMPLE, namespace)
     producer = namespace["producer"]
