@@ -81,17 +81,24 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
     from llm_cost_ops.cli.client import ApiClient
-    from llm_cost_ops.cli.ingest import ingest
+    from llm_cost_ops.cli.ingest import IngestParams, ingest
+
+    params = IngestParams(args.file, args.format, args.dry_run, args.batch_size, progress=not args.quiet)
+
+    def reject(line: str) -> None:
+        tqdm.write(f"rejected {line}", file=sys.stderr)  # above the progress bar, not through it
 
     if args.dry_run:
-        report = ingest(args.file, None, settings.custom_providers, dry_run=True)
-        out(f"{report.read} records read, {report.read - len(report.errors)} valid, {len(report.errors)} invalid")
+        report = ingest(params, None, settings.custom_providers, reject)
+        out(f"{report.read} records read, {report.read - report.rejected} valid, {report.rejected} invalid")
     else:
         with ApiClient.for_settings(settings) as client:
-            report = ingest(args.file, client, settings.custom_providers, dry_run=False)
-        out(f"{report.read} records read, {report.sent} ingested, {len(report.errors)} rejected")
-    return 1 if report.errors else 0
+            report = ingest(params, client, settings.custom_providers, reject)
+        out(f"{report.read} records read, {report.sent} ingested, {report.rejected} rejected")
+    return 1 if report.rejected else 0
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -192,9 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None)
     demo.set_defaults(func=cmd_demo)
 
-    ingest = sub.add_parser("ingest", help="ingest usage records from a JSON or JSON-lines file")
+    ingest = sub.add_parser("ingest", help="ingest usage records from a JSON, JSON-lines or CSV file")
     ingest.add_argument("--file", required=True, help="path, or - for stdin")
+    ingest.add_argument(
+        "--format", choices=["json", "jsonl", "csv"], help="default: from the extension, else from the first byte"
+    )
     ingest.add_argument("--dry-run", action="store_true", help="validate only")
+    ingest.add_argument("--batch-size", type=int, default=500, help="records per API request (1-1000, default 500)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=cmd_ingest)
 
     query = sub.add_parser("query", help="list cost records")
