@@ -101,6 +101,18 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if report.rejected else 0
 
 
+def cmd_ingest_topic(args: argparse.Namespace, settings: Settings) -> int:
+    from llm_cost_ops.ingest.mapping import load_mapping
+    from llm_cost_ops.ingest.topic import TopicIngester, run_until_signalled
+
+    mapping = load_mapping(args.mapping, settings.ingest)
+    group = args.group or f"{settings.ingest.group_prefix}-{args.topic}"
+    ingester = TopicIngester(settings, args.topic, mapping, group, from_beginning=args.from_beginning)
+    stats = asyncio.run(run_until_signalled(ingester))
+    out(f"{stats.read} messages read, {stats.published} events published, {stats.dead_lettered} dead-lettered")
+    return 0
+
+
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
     from llm_cost_ops.cli.client import ApiClient
     from llm_cost_ops.cli.report import Window, query
@@ -208,6 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--batch-size", type=int, default=500, help="records per API request (1-1000, default 500)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=cmd_ingest)
+
+    topic = sub.add_parser(
+        "ingest-topic", help="map JSON messages of another Kafka topic to usage events (runs until stopped)"
+    )
+    topic.add_argument("--topic", required=True, help="the source topic")
+    topic.add_argument("--mapping", required=True, help="otel-genai, litellm, or a TOML mapping file (docs/ingest.md)")
+    topic.add_argument("--group", help="consumer group (default: <ingest.group_prefix>-<topic>)")
+    topic.add_argument(
+        "--from-beginning", action="store_true", help="a group without committed offsets starts at the oldest message"
+    )
+    topic.set_defaults(func=cmd_ingest_topic)
 
     query = sub.add_parser("query", help="list cost records")
     query.add_argument("--range", default="last-24-hours", choices=list(RANGES))
