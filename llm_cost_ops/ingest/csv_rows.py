@@ -74,7 +74,12 @@ def row_record(names: list[str], row: list[str]) -> dict[str, Any]:
             record.setdefault("metadata", {})[name.removeprefix("metadata.")] = value
         elif name.startswith(_NESTED):
             parent, _, child = name.partition(".")
-            record.setdefault(parent, {})[child] = _int(name, value) if name in INT_FIELDS else value
+            nested = record.setdefault(parent, {})
+            if isinstance(nested, str):  # a ``model`` column came first: it is the name
+                nested = record[parent] = {"name": nested}
+            nested[child] = _int(name, value) if name in INT_FIELDS else value
+        elif name == "model" and isinstance(record.get("model"), dict):
+            record["model"]["name"] = value
         else:
             record[name] = _int(name, value) if name in INT_FIELDS else value
     return record
