@@ -316,6 +316,34 @@ class AuthSettings(_Section):
         return value
 
 
+class IngestSettings(_Section):
+    """``cost-ops ingest-topic``: usage events mapped from other topics' messages (docs/ingest.md)."""
+
+    group_prefix: str = "llm-cost-ops-ingest"
+    """Consumer group of an ingester without ``--group``: ``<group_prefix>-<topic>``."""
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    """Most source messages mapped, published and committed at once."""
+    organization_attributes: Annotated[tuple[str, ...], NoDecode] = (
+        "costops.organization_id",
+        "organization.id",
+        "tenant.id",
+    )
+    """OpenTelemetry resource (then span) attributes holding the organization, first found wins."""
+    project_attributes: Annotated[tuple[str, ...], NoDecode] = ("costops.project_id", "project.id", "service.name")
+    """Attributes holding the project, first found wins (none: no project)."""
+    user_attributes: Annotated[tuple[str, ...], NoDecode] = ("user.id", "enduser.id")
+    """Attributes holding the user, first found wins."""
+    default_organization: str | None = Field(default=None, min_length=1, max_length=128)
+    """The organization of a mapped message that names none; unset: such a message is a dead letter."""
+
+    @field_validator("organization_attributes", "project_attributes", "user_attributes", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+
 class EmbeddedSettings(_Section):
     """What ``cost-ops up`` starts on one machine."""
 
@@ -346,6 +374,7 @@ class Settings(BaseSettings):
     budgets: BudgetSettings = BudgetSettings()
     auth: AuthSettings = AuthSettings()
     embedded: EmbeddedSettings = EmbeddedSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @field_validator("log_level", mode="before")
     @classmethod

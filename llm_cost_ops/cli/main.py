@@ -81,17 +81,36 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
     from llm_cost_ops.cli.client import ApiClient
-    from llm_cost_ops.cli.ingest import ingest
+    from llm_cost_ops.cli.ingest import IngestParams, ingest
+
+    params = IngestParams(args.file, args.format, args.dry_run, args.batch_size, progress=not args.quiet)
+
+    def reject(line: str) -> None:
+        tqdm.write(f"rejected {line}", file=sys.stderr)  # above the progress bar, not through it
 
     if args.dry_run:
-        report = ingest(args.file, None, settings.custom_providers, dry_run=True)
-        out(f"{report.read} records read, {report.read - len(report.errors)} valid, {len(report.errors)} invalid")
+        report = ingest(params, None, settings.custom_providers, reject)
+        out(f"{report.read} records read, {report.read - report.rejected} valid, {report.rejected} invalid")
     else:
         with ApiClient.for_settings(settings) as client:
-            report = ingest(args.file, client, settings.custom_providers, dry_run=False)
-        out(f"{report.read} records read, {report.sent} ingested, {len(report.errors)} rejected")
-    return 1 if report.errors else 0
+            report = ingest(params, client, settings.custom_providers, reject)
+        out(f"{report.read} records read, {report.sent} ingested, {report.rejected} rejected")
+    return 1 if report.rejected else 0
+
+
+def cmd_ingest_topic(args: argparse.Namespace, settings: Settings) -> int:
+    from llm_cost_ops.ingest.mapping import load_mapping
+    from llm_cost_ops.ingest.topic import TopicIngester, run_until_signalled
+
+    mapping = load_mapping(args.mapping, settings.ingest)
+    group = args.group or f"{settings.ingest.group_prefix}-{args.topic}"
+    ingester = TopicIngester(settings, args.topic, mapping, group, from_beginning=args.from_beginning)
+    stats = asyncio.run(run_until_signalled(ingester))
+    out(f"{stats.read} messages read, {stats.published} events published, {stats.dead_lettered} dead-lettered")
+    return 0
 
 
 def cmd_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -192,10 +211,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=None)
     demo.set_defaults(func=cmd_demo)
 
-    ingest = sub.add_parser("ingest", help="ingest usage records from a JSON or JSON-lines file")
+    ingest = sub.add_parser("ingest", help="ingest usage records from a JSON, JSON-lines or CSV file")
     ingest.add_argument("--file", required=True, help="path, or - for stdin")
+    ingest.add_argument(
+        "--format", choices=["json", "jsonl", "csv"], help="default: from the extension, else from the first byte"
+    )
     ingest.add_argument("--dry-run", action="store_true", help="validate only")
+    ingest.add_argument("--batch-size", type=int, default=500, help="records per API request (1-1000, default 500)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(func=cmd_ingest)
+
+    topic = sub.add_parser(
+        "ingest-topic", help="map JSON messages of another Kafka topic to usage events (runs until stopped)"
+    )
+    topic.add_argument("--topic", required=True, help="the source topic")
+    topic.add_argument("--mapping", required=True, help="otel-genai, litellm, or a TOML mapping file (docs/ingest.md)")
+    topic.add_argument("--group", help="consumer group (default: <ingest.group_prefix>-<topic>)")
+    topic.add_argument(
+        "--from-beginning", action="store_true", help="a group without committed offsets starts at the oldest message"
+    )
+    topic.set_defaults(func=cmd_ingest_topic)
 
     query = sub.add_parser("query", help="list cost records")
     query.add_argument("--range", default="last-24-hours", choices=list(RANGES))
