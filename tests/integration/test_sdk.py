@@ -39,6 +39,14 @@ client.usage.create(provider="openai", model="gpt-4o", organization_id="org-123"
 """The README's three-line example, run as is by ``test_the_readme_example_runs``."""
 
 
+README_TRACK = """\
+from llm_cost_ops import CostOpsClient
+client = CostOpsClient()  # COSTOPS_API_KEY, COSTOPS_API_URL
+client.usage.track(response, organization_id="org-123", project_id="chat")  # response = openai/anthropic/... result
+"""
+"""The README's example of tracking a provider response, run as is (with ``response`` given)."""
+
+
 @pytest.fixture(scope="module")
 def worker(pipeline: ApiPipeline) -> Iterator[None]:
     with pipeline.worker("sdk-worker"):
@@ -220,3 +228,14 @@ def test_the_usage_of_a_provider_response_in_one_call(pipeline: ApiPipeline, wor
     assert event.prompt_tokens == usage["input_tokens"] + cache_read + cache_write
     assert (event.cached_tokens, event.cache_write_tokens) == (cache_read, cache_write)
     assert event.completion_tokens == usage["output_tokens"]
+
+
+def test_the_readme_track_example_runs(pipeline: ApiPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COSTOPS_API_KEY", ADMIN_KEY)
+    monkeypatch.setenv("COSTOPS_API_URL", pipeline.env["COSTOPS_API_URL"])
+    response = json.loads((Path(__file__).parents[1] / "fixtures/providers/openai_chat.json").read_text())
+    scope: dict[str, Any] = {"response": response}
+    exec(README_TRACK, scope)
+    scope["client"].close()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert README_TRACK in readme and README_EXAMPLE in readme

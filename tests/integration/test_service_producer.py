@@ -270,6 +270,7 @@ def test_readme_example(broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pyt
     monkeypatch.setenv("COSTOPS_DATA_DIR", str(tmp_path))
     assert llm_cost_ops.UsageProducer is UsageProducer  # the snippet's import is the real one
     namespace: dict[str, Any] = {}
+    assert README_EXAMPLE in (Path(__file__).parents[2] / "README.md").read_text()
     exec(README_EXAMPLE, namespace)
     producer = namespace["producer"]
     try:
