@@ -242,3 +242,13 @@ def test_ingress_and_service_monitor_reach_the_services(full: list[dict[str, Any
             assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
             scraped.add(labels["app.kubernetes.io/component"])
     assert scraped == set(ROLES)
+
+
+def test_autoscaling_bounds_must_be_ordered() -> None:
+    values = deep_merge(
+        ci_values("minimal"), {"api": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}}
+    )
+    with pytest.raises(
+        helm.HelmRenderError, match=r"api.autoscaling.minReplicas \(5\) must not exceed maxReplicas \(3\)"
+    ):
+        render_chart(values)
