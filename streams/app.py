@@ -234,10 +234,15 @@ def _register_pages(app: faust.App, metrics: PipelineMetrics) -> None:
     _ = (Health, Ready, Metrics)
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> Any:
-    """Run the worker in this process until SIGINT/SIGTERM (the ``cost-ops worker`` command)."""
+def run_worker(settings: Settings) -> Any:
+    """Run the worker in this process until SIGINT/SIGTERM (the ``cost-ops worker`` command).
+
+    The entrypoint has configured logging already (``configure_logging``): Faust must not
+    replace it, or ``LOG_FORMAT=json`` and the records' role would be lost. Nor print its
+    banner in JSON mode, where every line of output must be a JSON object.
+    """
     from faust.worker import Worker
 
     app = create_app(settings)
-    worker = Worker(app, loglevel=loglevel)
+    worker = Worker(app, loglevel=settings.log_level, override_logging=False, quiet=settings.log_format == "json")
     return worker.execute_from_commandline()
