@@ -45,6 +45,7 @@ from api.routes import (
     webhooks,
 )
 from api.spend_board import SpendBoard
+from api.trace import TraceMiddleware
 from llm_cost_ops.errors import PipelineError, UnavailableError
 from llm_cost_ops.kafka import ensure_topics, sleep_until
 from llm_cost_ops.metrics import PipelineMetrics
@@ -186,7 +187,8 @@ Errors have one shape: `{"error": {"code": "AUTH_001", "message": "…", "field_
 
 
 def _add_http_middleware(app: FastAPI, settings: Settings) -> None:
-    """Outermost last: CORS answers preflights first, then the size limit, then compression."""
+    """Outermost last: the trace id first (every answer and log line has it), then CORS answers
+    preflights, then the size limit, then compression."""
     if settings.api.compression:
         app.add_middleware(BrotliMiddleware, minimum_size=1024, gzip_fallback=True)
     app.add_middleware(BodyLimitMiddleware, max_bytes=int(settings.api.max_request_mb * 1024 * 1024))
@@ -195,9 +197,12 @@ def _add_http_middleware(app: FastAPI, settings: Settings) -> None:
             CORSMiddleware,
             allow_origins=list(settings.api.cors_origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
-            expose_headers=["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After"],
-        )
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "traceparent"],
+            expose_headers=[
+                "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "Retry-After", "X-Request-ID"
+            ],
+        )  # fmt: skip
+    app.add_middleware(TraceMiddleware)
 
 
 async def _record_key_use(authenticator: Authenticator, access: AccessStore, stop: asyncio.Event) -> None:

@@ -25,6 +25,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.rate_limit import RateLimiter
 from llm_cost_ops.credentials import looks_like_api_key
 from llm_cost_ops.errors import AuthenticationError, NotFoundError, PermissionDeniedError, RateLimitedError
+from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.settings import Settings
 from schemas.auth import ALL, ApiKey, User, is_expired
 from schemas.control import Actor
@@ -218,6 +219,13 @@ def _source(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def request_metrics(request: Request) -> PipelineMetrics | None:
+    """The process's metrics, once the lifespan has built the ApiContext (None before)."""
+    # api.context imports this module: the context is reached by attribute, not by type.
+    metrics = getattr(getattr(request.app.state, "context", None), "metrics", None)
+    return metrics if isinstance(metrics, PipelineMetrics) else None
+
+
 def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -227,13 +235,23 @@ def authenticate(
     authenticator: Authenticator | None = getattr(request.app.state, "authenticator", None)
     if authenticator is None:
         raise AuthenticationError("authentication is not available on this process")
+    metrics = request_metrics(request)
     credential = api_key or (bearer.credentials if bearer is not None else None)
     if not credential:
+        if metrics is not None:
+            metrics.auth_failures.labels("missing").inc()
         raise AuthenticationError("Missing API key: send Authorization: Bearer <key> or X-API-Key: <key>")
-    principal = authenticator.principal(credential.strip(), _source(request))
+    try:
+        principal = authenticator.principal(credential.strip(), _source(request))
+    except AuthenticationError:
+        if metrics is not None:
+            metrics.auth_failures.labels("invalid").inc()
+        raise
     decision = authenticator.limiter.take(f"{principal.kind}:{principal.id}")
     request.state.rate_limit = decision
     if not decision.allowed:
+        if metrics is not None:
+            metrics.rate_limited.labels("api").inc()
         raise RateLimitedError(
             f"rate limit of {decision.limit} requests exceeded; retry in {decision.retry_after_s:.1f} s",
             decision.retry_after_s,

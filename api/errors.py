@@ -26,6 +26,7 @@ from llm_cost_ops.errors import (
     RateLimitedError,
     UnavailableError,
 )
+from llm_cost_ops.trace import current_trace_id
 from schemas.errors import field_errors_from
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,17 @@ async def request_validation_handler(request: Request, exc: Exception) -> JSONRe
 
 
 async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
-    """Last resort: the error shape holds even for a bug; the trace goes to the server log only."""
+    """Last resort: the error shape holds even for a bug; the trace goes to the server log only.
+
+    Starlette runs this outside every middleware, so the request id header is set here: it is
+    what finds the logged traceback."""
     logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(error_body("INTERNAL_ERROR", "internal error; the server log has the details"), status_code=500)
+    trace_id = current_trace_id()
+    return JSONResponse(
+        error_body("INTERNAL_ERROR", "internal error; the server log has the details"),
+        status_code=500,
+        headers={"X-Request-ID": trace_id} if trace_id else None,
+    )
 
 
 def register_error_handlers(app: FastAPI) -> None:

@@ -1,12 +1,26 @@
 """Prometheus metrics. Each process builds one :class:`PipelineMetrics` on its own registry
-(no default global registry) and serves it on ``/metrics``."""
+(no default global registry) and serves it on ``/metrics``. docs/operations-metrics.md lists
+them; :func:`metric_names` is that list as code, for the dashboards' and alert rules' tests.
+
+Names are an interface: dashboards and alert rules reference them. Add metrics; never rename one.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["CONTENT_TYPE_LATEST", "PipelineMetrics"]
+from llm_cost_ops.histogram import BulkHistogram
+
+__all__ = ["CONTENT_TYPE_LATEST", "COST_BUCKETS", "PipelineMetrics", "metric_names"]
+
+COST_BUCKETS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0)
+"""Upper bounds of ``costops_cost_amount``, in the event's currency: a cached prompt costs a
+millionth of a dollar, a long reasoning call a few dollars."""
+
+BATCH_ROW_BUCKETS = (1, 10, 100, 500, 1_000, 5_000, 10_000, 50_000, 100_000)
 
 
 class PipelineMetrics:
@@ -76,5 +90,68 @@ class PipelineMetrics:
             "costops_http_request_duration_seconds", "HTTP request duration", ["method", "route"], registry=r
         )
 
+        # Added with the observability work (docs/operations-metrics.md).
+        self.cost_amount = BulkHistogram(
+            "costops_cost_amount",
+            "Cost of one priced event, in its currency (float, for dashboards only)",
+            ["provider", "currency"],
+            COST_BUCKETS,
+            registry=r,
+        )
+        self.messages_consumed = Counter(
+            "costops_messages_consumed_total",
+            "Kafka messages read, by stage (worker, sink) and topic; a message may hold many events",
+            ["stage", "topic"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "costops_consumer_lag",
+            "Messages between the group's committed offset and the partition's high watermark",
+            ["group", "topic", "partition"],
+            registry=r,
+        )
+        self.sink_batch_rows = Histogram(
+            "costops_sink_batch_rows", "Rows of one ClickHouse insert", ["table"], buckets=BATCH_ROW_BUCKETS, registry=r
+        )
+        self.rate_limited = Counter(
+            "costops_http_rate_limited_total",
+            "Requests refused by a rate limiter (api: per key or user; sign_in: per address)",
+            ["limiter"],
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "costops_http_auth_failures_total",
+            "Requests refused for their credentials: missing, invalid (key or token), sign_in (password), refresh",
+            ["reason"],
+            registry=r,
+        )
+        self._lag_series: set[tuple[str, str, str]] = set()
+
+    def set_consumer_lag(self, group: str, lags: Mapping[tuple[str, int], int]) -> None:
+        """Set ``group``'s lag for each (topic, partition) it holds, and drop the series of the
+        partitions it no longer holds (after a rebalance, another process reports them)."""
+        current = {(group, topic, str(partition)) for topic, partition in lags}
+        for series in self._lag_series - current:
+            if series[0] == group:
+                self.consumer_lag.remove(*series)
+                self._lag_series.discard(series)
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(group, topic, str(partition)).set(lag)
+        self._lag_series |= current
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def metric_names() -> tuple[str, ...]:
+    """Every series name the pipeline's processes and the service producer can expose, as a
+    PromQL query writes it: ``_total`` for counters; ``_bucket``, ``_sum`` and ``_count`` for
+    histograms (``_created`` series left out). For tests of dashboards and alert rules."""
+    from llm_cost_ops.delivery.metrics import ProducerMetrics
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    names: set[str] = set()
+    for registry in (PipelineMetrics().registry, ProducerMetrics().registry):
+        for family in registry.collect():
+            names.update(family.name + suffix for suffix in suffixes[family.type])
+    return tuple(sorted(names))

@@ -27,12 +27,14 @@ from pydantic_settings import (
 )
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["text", "json"]
 
 # Documented flat variable -> path inside the nested settings.
 FLAT_ENV: dict[str, tuple[str, ...]] = {
     "API_HOST": ("api", "host"),
     "API_PORT": ("api", "port"),
     "LOG_LEVEL": ("log_level",),
+    "LOG_FORMAT": ("log_format",),
     "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "SCHEMA_REGISTRY_URL": ("kafka", "schema_registry_url"),
     "CLICKHOUSE_URL": ("clickhouse", "url"),
@@ -357,6 +359,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, env_nested_delimiter="__", extra="forbid")
 
     log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
+    """``text`` for a terminal; ``json`` (one object a line, for log aggregation) is what the
+    container deployments set (``LOG_FORMAT=json``)."""
     data_dir: Path = Path("data")
     """Embedded state: chDB data, the runtime file that CLI commands read."""
     custom_providers: Annotated[tuple[str, ...], NoDecode] = ()

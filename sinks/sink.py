@@ -29,6 +29,7 @@ import pyarrow as pa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
+from llm_cost_ops.consumer_lag import partition_lags
 from llm_cost_ops.kafka import bootstrap_servers, producer_config
 from llm_cost_ops.metrics import PipelineMetrics
 from llm_cost_ops.settings import Settings
@@ -79,6 +80,8 @@ class UsageSink:
         kafka = settings.kafka
         self._tables_of = {kafka.windows_topic: "cost_windows", kafka.alerts_topic: "alerts"}
         self.rows_written = 0
+        self._committed: dict[TopicPartition, int] = {}
+        """Offsets this sink committed, for the consumer lag (no request to the broker)."""
         self.ready = asyncio.Event()
         self.healthy = True
         """False while inserts fail; the API's /ready reports it."""
@@ -104,6 +107,7 @@ class UsageSink:
         try:
             while not stop.is_set():
                 batch = await self._collect(consumer, stop)
+                self._record_lag(consumer)
                 if not batch:
                     continue
                 if not await self._write(batch, stop):
@@ -128,6 +132,7 @@ class UsageSink:
                 timeout_ms=int(remaining * 1000), max_records=max(1, min(s.batch_size - len(batch), 200))
             )
             for tp, records in fetched.items():
+                self._metrics.messages_consumed.labels("sink", tp.topic).inc(len(records))
                 for record in records:
                     self._add(batch, record)
                 batch.offsets[tp] = records[-1].offset + 1
@@ -190,6 +195,7 @@ class UsageSink:
                     continue
             self.healthy = True
             self._metrics.sink_flush_seconds.observe(time.perf_counter() - started)
+            self._metrics.sink_batch_rows.labels(name).observe(rows)
             self._metrics.sink_rows.labels(name).inc(rows)
             if name == "usage_costs":
                 self.rows_written += rows
@@ -213,7 +219,17 @@ class UsageSink:
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
             await consumer.commit(offsets)
+            self._committed.update(offsets)
         except (CommitFailedError, KafkaError) as exc:
             # The rows are already durable; after the rebalance the new owner replays them and
             # the table collapses the copies. Losing the commit costs work, not accuracy.
             logger.warning("offset commit failed after a successful write: %s", exc)
+
+    def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """``costops_consumer_lag`` of the partitions held now, each cycle (the high watermarks
+        come with every fetch). Partitions this sink has not committed yet are left out."""
+        assigned = consumer.assignment()
+        for tp in set(self._committed) - assigned:
+            del self._committed[tp]  # revoked: its next owner reports it
+        lags = partition_lags(assigned, consumer.highwater, self._committed.get)
+        self._metrics.set_consumer_lag(self._settings.sink.group_id, lags)

@@ -10,6 +10,7 @@ import faust
 from faust.types import TP
 from faust.web import Request, Response, View
 
+from llm_cost_ops.consumer_lag import partition_lags
 from llm_cost_ops.kafka import bootstrap_servers
 from llm_cost_ops.metrics import CONTENT_TYPE_LATEST, PipelineMetrics
 from llm_cost_ops.settings import Settings
@@ -117,6 +118,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
         await feed.run()
 
     app.task(follow_control)
+    _record_consumer_lag(app, settings, metrics)
     _register_pages(app, metrics)
     _refuse_acks_of_skipped_messages(app)
     _rewind_uncommitted_partitions(app)
@@ -151,6 +153,30 @@ def _idle_ticker(app: faust.App, settings: Settings, topics: PipelineTopics, win
 
     _ = idle_ticks
     return ticker
+
+
+def _record_consumer_lag(app: faust.App, settings: Settings, metrics: PipelineMetrics) -> None:
+    """``costops_consumer_lag`` of the source partitions this worker holds, every 5 s.
+
+    Faust's consumer keeps the committed offsets it sought to or committed; it has no public
+    accessor for them, so the private mapping is read here, and a Faust without it reports no
+    lag rather than failing. Changelog partitions are never committed and are left out."""
+    consumer: Any = app.consumer
+
+    @app.timer(interval=5.0)  # type: ignore[untyped-decorator]
+    async def consumer_lag() -> None:
+        try:
+            committed: Mapping[TP, int | None] = getattr(consumer, "_committed_offset", {})
+            assigned = (
+                [] if app.rebalancing else [tp for tp in consumer.assignment() if app.topics.acks_enabled_for(tp.topic)]
+            )
+            lags = partition_lags(assigned, consumer.highwater, committed.get)
+        except Exception as exc:  # a timer that raises stops the worker; the lag is only a metric
+            logger.debug("consumer lag not read: %s", exc)
+            return
+        metrics.set_consumer_lag(settings.worker.app_id, lags)
+
+    _ = consumer_lag
 
 
 def _refuse_acks_of_skipped_messages(app: faust.App) -> None:
@@ -234,10 +260,15 @@ def _register_pages(app: faust.App, metrics: PipelineMetrics) -> None:
     _ = (Health, Ready, Metrics)
 
 
-def run_worker(settings: Settings, loglevel: str = "info") -> Any:
-    """Run the worker in this process until SIGINT/SIGTERM (the ``cost-ops worker`` command)."""
+def run_worker(settings: Settings) -> Any:
+    """Run the worker in this process until SIGINT/SIGTERM (the ``cost-ops worker`` command).
+
+    The entrypoint has configured logging already (``configure_logging``): Faust must not
+    replace it, or ``LOG_FORMAT=json`` and the records' role would be lost. Nor print its
+    banner in JSON mode, where every line of output must be a JSON object.
+    """
     from faust.worker import Worker
 
     app = create_app(settings)
-    worker = Worker(app, loglevel=loglevel)
+    worker = Worker(app, loglevel=settings.log_level, override_logging=False, quiet=settings.log_format == "json")
     return worker.execute_from_commandline()

@@ -124,6 +124,8 @@ async def _price_batch(take: Sequence[Any], topics: PipelineTopics, deps: PriceA
     events = [event for event, tick in zip(take, ticks, strict=True) if tick is None]
     now_ms = millis(datetime.now(UTC))
     messages = [event.message for event in events]
+    if messages:
+        deps.metrics.messages_consumed.labels("worker", messages[0].topic).inc(len(messages))
     values = [m.value for m in messages]
     volumes = TableVolumes(deps.volumes, events)
     outcomes = (
@@ -168,7 +170,8 @@ async def _price_batch(take: Sequence[Any], topics: PipelineTopics, deps: PriceA
 
 
 def _count(priced: pa.Table, metrics: PipelineMetrics) -> None:
-    """Priced and unpriced events, and dollars per provider (a float is fine for a counter)."""
+    """Priced and unpriced events, dollars per provider (a float is fine for a counter), and
+    the distribution of the events' costs."""
     done = priced.column("unpriced_reason").null_count  # every unpriced event says why
     if done:
         metrics.events_priced.labels(PricingStatus.PRICED.value).inc(done)
@@ -182,6 +185,25 @@ def _count(priced: pa.Table, metrics: PipelineMetrics) -> None:
     for provider, amount in zip(providers.dictionary.to_pylist(), sums.tolist(), strict=True):
         if amount:
             metrics.cost_usd.labels(provider).inc(amount)
+    _observe_costs(priced, providers, metrics)
+
+
+def _observe_costs(priced: pa.Table, providers: pa.DictionaryArray, metrics: PipelineMetrics) -> None:
+    """``costops_cost_amount`` per (provider, currency): one array observation per pair in
+    the take, not a call per event. Unpriced events (no cost) are not observed."""
+    amounts = priced.column("total_cost").cast(pa.float64()).to_numpy(zero_copy_only=False)  # null: NaN
+    currencies = dictionary_array(priced.column("currency"))
+    provider_codes, currency_codes = codes(providers.indices), codes(currencies.indices)
+    observed = ~np.isnan(amounts) & (provider_codes >= 0) & (currency_codes >= 0)
+    if not observed.any():
+        return
+    width = len(currencies.dictionary)
+    pairs = provider_codes[observed] * width + currency_codes[observed]
+    amounts = amounts[observed]
+    provider_names, currency_names = providers.dictionary.to_pylist(), currencies.dictionary.to_pylist()
+    for pair in np.unique(pairs).tolist():
+        labels = (provider_names[pair // width], currency_names[pair % width])
+        metrics.cost_amount.observe_many(labels, amounts[pairs == pair])
 
 
 async def _until_available(step: Callable[[], T], max_delay_s: float = 30.0) -> T:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 
 from api import examples
-from api.auth import Authenticator, PrincipalDep
+from api.auth import Authenticator, PrincipalDep, request_metrics
 from api.deps import ContextDep, json_body
 from llm_cost_ops.credentials import verify_password
 from llm_cost_ops.errors import AuthenticationError, RateLimitedError, UnavailableError
@@ -53,12 +53,16 @@ async def login(request: Request, context: ContextDep) -> TokenPair:
     source = request.client.host if request.client else "unknown"
     decision = authenticator.sign_in_limiter.take(source)  # slows password guessing per address
     if not decision.allowed:
+        if (metrics := request_metrics(request)) is not None:
+            metrics.rate_limited.labels("sign_in").inc()
         raise RateLimitedError("too many sign-in attempts", decision.retry_after_s)
     body = LoginInput.parse(await json_body(request))
     access: AccessStore = context.access
     found = await asyncio.to_thread(access.user_by_email, body.username)
     ok = await asyncio.to_thread(verify_password, body.password, found[1] if found else None)
     if found is None or not ok or not found[0].active:
+        if (metrics := request_metrics(request)) is not None:
+            metrics.auth_failures.labels("sign_in").inc()
         raise AuthenticationError("invalid username or password")
     return await _pair(context, authenticator, found[0], None)
 
@@ -74,6 +78,8 @@ async def refresh(request: Request, context: ContextDep) -> TokenPair:
     body = RefreshInput.parse(await json_body(request))
     spent = await asyncio.to_thread(context.access.use_refresh, body.refresh_token)
     if spent is None:
+        if (metrics := request_metrics(request)) is not None:
+            metrics.auth_failures.labels("refresh").inc()
         raise AuthenticationError("invalid, expired or already used refresh token; sign in again")
     user_id, family = spent
     user = await asyncio.to_thread(context.access.user, user_id)

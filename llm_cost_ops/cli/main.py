@@ -37,7 +37,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from streams.app import run_worker
 
     asyncio.run(ensure_topics(settings))
-    run_worker(settings, loglevel=settings.log_level)
+    run_worker(settings)
     return 0
 
 
@@ -57,6 +57,7 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
         host=settings.api.host,
         port=port,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's records go through configure_logging's handler (JSON too)
         timeout_graceful_shutdown=10,
     )
     context = getattr(app.state, "context", None)
@@ -289,6 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_role(args: argparse.Namespace) -> str:
+    """The process's role on its log records: ``worker``, ``api``/``sink``/``all``, ``up``, or ``cli``."""
+    if args.func is cmd_worker:
+        return "worker"
+    if args.func is cmd_api:
+        return str(args.role)
+    if args.func is cmd_up:
+        return "up"
+    return "cli"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -301,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as exc:
         err(f"error: invalid configuration: {exc}")
         return 2
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, _log_role(args))
     try:
         code: int = args.func(args, settings)
     except KeyboardInterrupt:
