@@ -30,6 +30,7 @@ from deploy_files import (
 CLICKHOUSE = "grafana-clickhouse-datasource"
 FROM, TO = "2026-01-01 00:00:00", "2026-01-08 00:00:00"
 ORGANIZATIONS = ["org-a", "org-b"]
+ORGANIZATION_TABLES = "tables with organization_id"
 REQUIRED_PANELS = {
     "Spend over time",
     "Spend by provider",
@@ -147,6 +148,9 @@ def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for variable in dashboard()["templating"]["list"]:
         if (variable.get("datasource") or {}).get("type") == CLICKHOUSE:
             sqls[f"variable {variable['name']}"] = substitute(variable["query"])
+    sqls[ORGANIZATION_TABLES] = (
+        "SELECT table FROM system.columns WHERE database = 'costops' AND name = 'organization_id' ORDER BY table"
+    )
     path: Path = tmp_path_factory.mktemp("chdb-dashboard")
     result = subprocess.run(
         [sys.executable, "-c", RUNNER, str(path)],
@@ -174,7 +178,7 @@ def test_the_dashboard_has_the_panels_operators_need() -> None:
 def test_every_clickhouse_query_runs_on_the_migrated_schema(answers: dict[str, Any]) -> None:
     failed = {title: answer["error"] for title, answer in answers.items() if isinstance(answer, dict)}
     assert failed == {}
-    assert set(answers) == set(queries(CLICKHOUSE)) | {"variable organization"}
+    assert set(answers) == set(queries(CLICKHOUSE)) | {"variable organization", ORGANIZATION_TABLES}
 
 
 def test_the_queries_answer_from_the_rows_stored(answers: dict[str, Any]) -> None:
@@ -258,3 +262,16 @@ def test_every_clickhouse_table_is_qualified_with_the_deployments_database() -> 
     for title, sql in queries(CLICKHOUSE).items():
         for table in re.findall(r"\bFROM\s+([\w.]+)", sql):
             assert table.startswith("costops."), f"{title}: {table}"
+
+
+def test_the_gdpr_deletion_in_the_operations_guide_covers_every_table_of_an_organization(
+    answers: dict[str, Any],
+) -> None:
+    """docs/operations.md deletes an organization table by table: a new table holding
+    ``organization_id`` must join that list (the schema is the migrated one, here)."""
+    tables = {row[0] for row in answers[ORGANIZATION_TABLES]}
+    assert {"usage_costs", "usage_costs_hourly", "cost_windows", "alerts"} <= tables
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    loop = re.search(r"for table in ([\w ]+); do\n.*?DELETE WHERE organization_id", guide, re.S)
+    assert loop is not None, "the deletion loop is gone from docs/operations.md"
+    assert set(loop[1].split()) == tables
