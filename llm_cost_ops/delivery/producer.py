@@ -447,13 +447,14 @@ class UsageProducer:
         try:
             entry = self._spool.append(message.key, message.value)
         except SpoolFullError as exc:
-            self._spool_full = True
             logger.error(
                 "spool full: %d record(s) could not be kept",
                 len(message.records),
                 extra={"operation": "spool", "topic": self.topic, "rows": len(message.records)},
             )
             self._resolve(message.records, exc)
+            # Only now refuse new records: whoever sees the refusal has had the failures reported.
+            self._spool_full = True
             return
         self._spool_records[entry.position] = message.records
         self.metrics.spooled.inc(len(message.records))
