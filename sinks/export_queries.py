@@ -15,7 +15,7 @@ from typing import Literal
 import pyarrow as pa
 
 from schemas.query import CostFilterParams, CostRecord, SortKey
-from sinks.queries import Query, count_query, where_clause
+from sinks.queries import Query, after_clause, count_query, where_clause
 from sinks.store import ClickHouseStore
 
 EXPORT_COLUMNS: tuple[str, ...] = tuple(CostRecord.model_fields)
@@ -48,15 +48,7 @@ def export_page_query(
     """One keyset page of at most ``limit`` records after ``after`` (None: the first page)."""
     where, params = where_clause(filters)
     if after is not None:
-        where = f"{where} AND" if where else " WHERE"
-        where += (
-            " (timestamp < {after_timestamp:DateTime64(3, 'UTC')}"
-            " OR (timestamp = {after_timestamp:DateTime64(3, 'UTC')}"
-            " AND (organization_id, event_id) > ({after_organization_id:String}, {after_event_id:String})))"
-        )
-        params.update(
-            after_timestamp=after.timestamp, after_organization_id=after.organization_id, after_event_id=after.event_id
-        )
+        where = after_clause(where, params, after)
     params["limit"] = limit
     sql = (
         f"SELECT {_select(money)} FROM {table} FINAL{where} "

@@ -104,17 +104,7 @@ def list_query(table: str, filters: CostFilterParams, page: PageParams, select: 
     where, params = where_clause(filters)
     offset = (page.page - 1) * page.per_page
     if page.after is not None:
-        where = f"{where} AND" if where else " WHERE"
-        where += (
-            " (timestamp < {after_timestamp:DateTime64(3, 'UTC')}"
-            " OR (timestamp = {after_timestamp:DateTime64(3, 'UTC')}"
-            " AND (organization_id, event_id) > ({after_organization_id:String}, {after_event_id:String})))"
-        )
-        params.update(
-            after_timestamp=page.after.timestamp,
-            after_organization_id=page.after.organization_id,
-            after_event_id=page.after.event_id,
-        )
+        where = after_clause(where, params, page.after)
         offset = 0
     params.update(limit=page.per_page, offset=offset)
     sql = (
@@ -123,6 +113,19 @@ def list_query(table: str, filters: CostFilterParams, page: PageParams, select: 
         "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
     )
     return Query(sql, params)
+
+
+def after_clause(where: str, params: dict[str, Any], after: SortKey) -> str:
+    """``where`` narrowed to the rows after ``after`` in the list order (newest first, then
+    organization and id ascending), its values bound into ``params``."""
+    params.update(
+        after_timestamp=after.timestamp, after_organization_id=after.organization_id, after_event_id=after.event_id
+    )
+    return (f"{where} AND" if where else " WHERE") + (
+        " (timestamp < {after_timestamp:DateTime64(3, 'UTC')}"
+        " OR (timestamp = {after_timestamp:DateTime64(3, 'UTC')}"
+        " AND (organization_id, event_id) > ({after_organization_id:String}, {after_event_id:String})))"
+    )
 
 
 def count_query(table: str, filters: CostFilterParams) -> Query:
