@@ -7,18 +7,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import uvicorn
 from fastapi import FastAPI
 
 
 @contextmanager
-def served(app: FastAPI) -> Iterator[str]:
-    """Serve ``app`` on a free port for the block; yields its base URL."""
+def served(app: FastAPI, lifespan: Literal["on", "off"] = "off", stop_timeout_s: float = 10) -> Iterator[str]:
+    """Serve ``app`` on a free port for the block (running its lifespan if ``on``); yields its
+    base URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan=lifespan))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -29,5 +31,5 @@ def served(app: FastAPI) -> Iterator[str]:
         yield url
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=stop_timeout_s)
         sock.close()

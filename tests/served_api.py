@@ -4,9 +4,6 @@ ClickHouse store and a control store on SQLite, with the app's own permissions a
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -14,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from access_keys import admin_authenticator
 from fastapi import Depends, FastAPI
+from served import served
 
 from api.auth import permit_by_method
 from api.context import ApiContext
@@ -76,22 +73,10 @@ def serve_api(store: ClickHouseStore, tmp_path: Path, **api: Any) -> Iterator[Se
     app = build_app(context)
     authenticator, secret = admin_authenticator(control, settings)
     app.state.authenticator = context.authenticator = authenticator
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
     try:
-        yield ServedApi(url=url, admin_key=secret, context=context, control=control)
+        with served(app, lifespan="on", stop_timeout_s=30) as url:
+            yield ServedApi(url=url, admin_key=secret, context=context, control=control)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
         control.close()
 
 
