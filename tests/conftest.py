@@ -8,6 +8,7 @@ package fails the run loudly; nothing is skipped.
 from __future__ import annotations
 
 import itertools
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -23,6 +24,17 @@ from schemas.usage import UsageEvent
 _counter = itertools.count()
 
 UsageFactory = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that call the CLI's ``main()``, which configures the root logger onto the
+    test's captured stderr: put the root logger back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,15 +20,7 @@ from llm_cost_ops.cli.export import download
 from llm_cost_ops.cli.main import main
 from sinks.store import ClickHouseStore
 
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() configures the root logger onto this test's captured stderr; put it back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_logging")  # main() configures the root logger
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ every bad one is reported with its line."""
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from llm_cost_ops.cli.main import main
 
 from processes import ADMIN_KEY, ApiPipeline, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("restore_logging")]  # main() configures logging
 
 
 def record(org: str, n: int, **overrides: Any) -> dict[str, Any]:
@@ -37,16 +36,6 @@ def record(org: str, n: int, **overrides: Any) -> dict[str, Any]:
     }
     base.update(overrides)
     return base
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() configures the root logger onto this test's captured stderr; put it back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def test_million_lines_dry_run_in_constant_memory(

@@ -4,7 +4,6 @@ a thread, serving the pricing routes over a control store on SQLite."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import socket
@@ -32,14 +31,7 @@ class _Context:
         return None
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """main() configures the root logger onto this test's captured stderr; put it back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_logging")  # main() configures the root logger
 
 
 @pytest.fixture
