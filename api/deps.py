@@ -210,15 +210,21 @@ def aggregate_params(
         raise invalid_parameters(exc) from None
 
 
+def raise_together(*parsed: object) -> None:
+    """One 422 naming every bad parameter of the parsers that failed (their errors, as
+    :func:`_capture` returned them)."""
+    errors = [e for e in parsed if isinstance(e, InvalidInputError)]
+    if errors:
+        fields = {k: v for e in errors for k, v in e.field_errors.items()}
+        raise InvalidInputError(f"invalid query parameters: {', '.join(fields)}", fields)
+
+
 def aggregate_request(
     filters: Annotated[CostFilterParams | InvalidInputError, Depends(_capture(cost_filters))],
     agg: Annotated[AggregateParams | InvalidInputError, Depends(_capture(aggregate_params))],
 ) -> tuple[CostFilterParams, AggregateParams]:
     """Filters and grouping together, so one 422 names every bad parameter of both."""
-    errors = [e for e in (filters, agg) if isinstance(e, InvalidInputError)]
-    if errors:
-        fields = {k: v for e in errors for k, v in e.field_errors.items()}
-        raise InvalidInputError(f"invalid query parameters: {', '.join(fields)}", fields)
+    raise_together(filters, agg)
     assert isinstance(filters, CostFilterParams) and isinstance(agg, AggregateParams)
     check_series_size(filters, agg.granularity)
     return filters, agg
@@ -252,10 +258,7 @@ def series_request(
     series: Annotated[SeriesParams | InvalidInputError, Depends(_capture(series_params))],
 ) -> tuple[CostFilterParams, SeriesParams]:
     """Filters and time axis together (one 422 for both); the range must fit the series."""
-    errors = [e for e in (filters, series) if isinstance(e, InvalidInputError)]
-    if errors:
-        fields = {k: v for e in errors for k, v in e.field_errors.items()}
-        raise InvalidInputError(f"invalid query parameters: {', '.join(fields)}", fields)
+    raise_together(filters, series)
     assert isinstance(filters, CostFilterParams) and isinstance(series, SeriesParams)
     check_series_size(filters, series.granularity)
     return filters, series
