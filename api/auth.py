@@ -10,6 +10,7 @@ organization's objects answer 404, as if they did not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -139,7 +140,7 @@ class Authenticator:
             found = self._cached(f"user:{user_id}", lambda: self._user_principal(user_id))
             if found is None:
                 raise AuthenticationError("the user of this token is unknown or disabled")
-        return Principal(**{**found.__dict__, "source": source})
+        return dataclasses.replace(found, source=source)
 
     def forget(self) -> None:
         """Drop the cache (after a change made through this process: it applies at once)."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from api import examples
 from api.auth import Principal, PrincipalDep, permit
+from api.context import ApiContext
 from api.deps import ActorDep, ContextDep, invalid_parameters, json_body
 from llm_cost_ops.errors import InvalidInputError, PermissionDeniedError
 from schemas.auth import (
@@ -66,6 +67,12 @@ def _grantable(access: AccessStore, principal: Principal, role_names: list[str],
             raise PermissionDeniedError(
                 f"role {name!r} grants permissions this caller does not hold", {field: f"cannot grant {name!r}"}
             )
+
+
+def _forget_cached(context: ApiContext) -> None:
+    """A change to a key or a user's roles applies at once on this process (others: AUTH__CACHE_S)."""
+    if context.authenticator is not None:
+        context.authenticator.forget()
 
 
 # Organizations
@@ -151,8 +158,7 @@ async def update_user_roles(
     principal.check_owns(user.organization_id, f"user {user_id}")
     await asyncio.to_thread(_grantable, access, principal, body.roles, "roles")
     changed = await asyncio.to_thread(access.set_roles, user_id, body.roles, actor)
-    if context.authenticator is not None:
-        context.authenticator.forget()
+    _forget_cached(context)
     return changed
 
 
@@ -247,8 +253,7 @@ async def revoke_api_key(
     """Revoke a key: it stops working at once on this API process, within ``AUTH__CACHE_S`` on others."""
     await _owned_key(context, principal, key_id)
     revoked = await asyncio.to_thread(context.access.revoke_key, key_id, actor)
-    if context.authenticator is not None:
-        context.authenticator.forget()
+    _forget_cached(context)
     return revoked
 
 
@@ -263,8 +268,7 @@ async def rotate_api_key(
     """A new secret for the key (same id, role and scopes); the old secret stops working."""
     await _owned_key(context, principal, key_id)
     rotated = await asyncio.to_thread(context.access.rotate_key, key_id, actor, environment)
-    if context.authenticator is not None:
-        context.authenticator.forget()
+    _forget_cached(context)
     return rotated
 
 
