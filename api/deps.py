@@ -112,11 +112,11 @@ def cost_filters(
         Query(description="only events carrying every one of these tags; repeat the parameter or separate by commas"),
     ] = None,
 ) -> CostFilterParams:
-    # The caller's organization, in the query itself: another one is refused (403).
-    organization_id = principal.scope(organization_id)
     """The filters of every cost and usage query. Besides the declared parameters, each
     ``metadata.KEY=value`` parameter (``?metadata.team=customer-support``) keeps the events
     whose metadata has KEY with that value."""
+    # The caller's organization, in the query itself: another one is refused (403).
+    organization_id = principal.scope(organization_id)
     metadata, errors = metadata_filters(request)
     try:
         # model_validate: the dates arrive as strings and the model parses them.

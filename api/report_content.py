@@ -101,7 +101,7 @@ def _audit_entries(context: ApiContext, organization_id: str | None, filters: Co
                 organization_id=organization_id,
                 since=filters.start,
                 until=filters.end,
-                before_id=before,
+                cursor=before,
                 limit=_AUDIT_PAGE,
             )
         )

@@ -93,6 +93,8 @@ BUILTIN_ROLES: dict[str, tuple[str, frozenset[str]]] = {
 """The seeds' default roles, each with the permissions of ``rbac.yaml`` plus the reads of
 what this platform added (alerts, pricing, webhooks) where the role's purpose implies them."""
 
+MAX_ROW_ID = 2**63 - 1
+"""The largest row id a 64-bit INTEGER/BIGINT column (SQLite, PostgreSQL) holds."""
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$"
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{1,63}$")
 OrganizationId = Annotated[str, Field(pattern=_ID, max_length=128)]
@@ -296,8 +298,8 @@ class AuditQuery(BaseModel):
     action: str | None = None
     since: UtcDatetime | None = None
     until: UtcDatetime | None = None
-    before_id: int | None = Field(default=None, ge=1)
-    """Cursor: entries with a lower id (the ``next_cursor`` of the previous page)."""
+    cursor: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
+    """Entries with a lower id than this (the ``next_cursor`` of the previous page)."""
     limit: int = Field(default=100, ge=1, le=1000)
 
 

@@ -49,7 +49,7 @@ class AuditEntry(BaseModel):
 
 
 class AuditPage(BaseModel):
-    """``GET /api/v1/audit``: newest first; ``next_cursor`` (``before_id``) reads older ones."""
+    """``GET /api/v1/audit``: newest first; ``next_cursor``, sent back as ``cursor``, reads older ones."""
 
     data: list[AuditEntry]
     next_cursor: int | None

@@ -387,8 +387,8 @@ class AccessStore:
             statement = statement.where(audit_log.c.at_ms >= to_ms(query.since))
         if query.until is not None:
             statement = statement.where(audit_log.c.at_ms < to_ms(query.until))
-        if query.before_id is not None:
-            statement = statement.where(audit_log.c.id < query.before_id)
+        if query.cursor is not None:
+            statement = statement.where(audit_log.c.id < query.cursor)
         with self._control.read() as conn:
             entries = [audit_entry(row) for row in conn.execute(statement).mappings()]
         more = len(entries) > query.limit

@@ -296,7 +296,7 @@ def audit_query(
             action=action,
             since=since,
             until=until,
-            before_id=cursor,
+            cursor=cursor,
             limit=limit,
         )
     except ValidationError as exc:

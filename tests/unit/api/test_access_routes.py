@@ -333,3 +333,6 @@ def test_the_audit_log_records_who_what_when_and_where(api: Api) -> None:
     page = api.client.get("/api/v1/audit", params={"limit": 2}).json()
     older = api.client.get("/api/v1/audit", params={"limit": 2, "cursor": page["next_cursor"]}).json()
     assert [e["id"] for e in page["data"] + older["data"]] == [e["id"] for e in everything[:4]]
+    for cursor in ("0", str(2**63)):  # beyond a 64-bit row id is a 422, not a database overflow
+        refused = api.client.get("/api/v1/audit", params={"cursor": cursor})
+        assert refused.status_code == 422 and "cursor" in refused.json()["error"]["field_errors"]
