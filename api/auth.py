@@ -79,6 +79,11 @@ class Principal:
         only platform callers manage)."""
         return self.platform or organization_id == self.organization_id
 
+    def sees(self, organization_id: str | None) -> bool:
+        """May read an object of ``organization_id`` that can also be deployment-wide (None),
+        such as a pricing rule: everyone reads those, only platform callers change them."""
+        return organization_id is None or self.owns(organization_id)
+
     def check_owns(self, organization_id: str | None, what: str) -> None:
         """404 (not 403) for another organization's object: its existence is not revealed."""
         if not self.owns(organization_id):

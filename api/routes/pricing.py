@@ -99,18 +99,14 @@ async def delete_pricing_rule(
 def pricing_rule_history(control: ControlDep, principal: PrincipalDep, rule_id: str) -> list[AuditEntry]:
     """Every change to the rule, oldest first, with the rule before and after each."""
     entries = control.history(rule_id)
-    if not entries or not all(_visible(principal, e.organization_id) for e in entries):
+    if not entries or not all(principal.sees(e.organization_id) for e in entries):
         raise NotFoundError(f"no pricing rule {rule_id}")
     return entries
 
 
-def _visible(principal: Principal, organization_id: str | None) -> bool:
-    return principal.platform or organization_id in (None, principal.organization_id)
-
-
 def _visible_rule(control: ControlStore, principal: Principal, rule_id: str) -> PricingRule:
     rule = control.get_rule(rule_id)
-    if not _visible(principal, rule.organization_id):
+    if not principal.sees(rule.organization_id):
         raise NotFoundError(f"no pricing rule {rule_id}")
     return rule
 
