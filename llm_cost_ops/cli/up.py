@@ -40,6 +40,9 @@ class Supervisor:
                 f"a pipeline is already running from {self._pipeline.data_dir} "
                 f"(pid {existing.pid}, API {existing.api_url})"
             )
+        # SIGINT too, explicitly: a process started in the background of a script inherits
+        # SIGINT ignored, and Python then raises no KeyboardInterrupt for it.
+        signal.signal(signal.SIGINT, self._on_signal)
         signal.signal(signal.SIGTERM, self._on_signal)
         try:
             self._start()

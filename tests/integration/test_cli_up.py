@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -35,6 +36,7 @@ def test_up_ingest_summary_and_clean_stop(tmp_path: Path) -> None:
         [sys.executable, "-m", "llm_cost_ops.cli.main", "up"], cwd=tmp_path, env=env, stdout=log,
         stderr=subprocess.STDOUT,
     )  # fmt: skip
+    started: dict[str, Any] = {}
     try:
         runtime = tmp_path / "data" / "runtime.json"
         deadline = time.monotonic() + 150
@@ -99,6 +101,8 @@ def test_up_ingest_summary_and_clean_stop(tmp_path: Path) -> None:
             code = up.wait(60)
         except subprocess.TimeoutExpired:
             up.kill()
+            for pid in _pipeline_processes(tmp_path / "data", started.get("kafka_bootstrap_servers", "?")):
+                os.kill(pid, signal.SIGKILL)  # not left running through the rest of the tests
             raise
         log.close()
     assert code == 0, (tmp_path / "up.log").read_text()

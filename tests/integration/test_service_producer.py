@@ -191,7 +191,9 @@ def test_outage_spools_and_replays_in_order(
             slowest = max(slowest, send(n))
             if n % 100 == 0:
                 time.sleep(0.05)  # a service's steady trickle across the outage
-        assert slowest < 0.05, f"send() blocked {slowest:.3f}s while the broker was down"
+        # Blocking on the broker would take the delivery timeout (3 s); the bound leaves room
+        # for a loaded CI machine's scheduling pauses (0.2 s seen) without hiding a block.
+        assert slowest < 1.0, f"send() blocked {slowest:.3f}s while the broker was down"
         registry = producer.metrics.registry
         deadline = time.monotonic() + 30
         while sample(registry.get_sample_value("costops_producer_records_spooled_total")) < 3000:
