@@ -33,8 +33,7 @@ from schemas.period import period_series, zone_of
 from schemas.priced import money
 from schemas.query import CostFilterParams, as_utc
 from sinks import rollup_queries as rollup
-from sinks.queries import Query, period_expression, where_clause
-from sinks.store import ClickHouseStore
+from sinks.queries import Query, StoreQueries, period_expression, where_clause
 
 _ZERO = money(Decimal(0))
 _TOKENS = "count() AS requests, sum(prompt_tokens), sum(completion_tokens), sum(total_tokens)"
@@ -123,28 +122,8 @@ def _latency(value: Any) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-class AnalyticsQueries:
-    """Runs the analytics queries against a store.
-
-    Args:
-        store: the ClickHouse store.
-        rollups: answer from the hourly rollup where it holds the data (same answers, faster).
-    """
-
-    def __init__(self, store: ClickHouseStore, rollups: bool = False) -> None:
-        self._store = store
-        self._table = store.table("usage_costs")
-        self._rollups = rollups
-
-    def _run(self, query: Query) -> list[tuple[Any, ...]]:
-        return self._store.query(query.sql, query.parameters)
-
-    def _source(self, filters: CostFilterParams, series: SeriesParams | None = None) -> Query | None:
-        if not self._rollups:
-            return None
-        if series is None:
-            return rollup.rollup_source(self._store, filters)
-        return rollup.rollup_source(self._store, filters, (), series.granularity, series.timezone)
+class AnalyticsQueries(StoreQueries):
+    """Runs the analytics queries against a store."""
 
     def _periods(self, filters: CostFilterParams, series: SeriesParams) -> list[datetime]:
         """The periods to fill in: all of ``[start, end)`` when both dates are given."""
@@ -153,7 +132,7 @@ class AnalyticsQueries:
         return period_series(filters.start, filters.end, series.granularity, zone_of(series.timezone))
 
     def usage(self, filters: CostFilterParams, series: SeriesParams) -> UsageAnalytics:
-        source = self._source(filters, series)
+        source = self._source(filters, (), series.granularity, series.timezone)
         if source is None:
             totals_query = usage_totals_query(self._table, filters)
             series_query = usage_series_query(self._table, filters, series)
@@ -226,7 +205,7 @@ class AnalyticsQueries:
 
     def costs(self, filters: CostFilterParams, series: SeriesParams) -> CostAnalytics:
         zone = zone_of(series.timezone)
-        source = self._source(filters, series)
+        source = self._source(filters, (), series.granularity, series.timezone)
         points: dict[str, dict[datetime, CostPoint]] = defaultdict(dict)
         if source is None:
             series_query = cost_series_query(self._table, filters, series)

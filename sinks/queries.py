@@ -290,8 +290,8 @@ def _money_or_none(value: Decimal | None) -> Decimal | None:
     return money(value) if value is not None else None
 
 
-class CostQueries:
-    """Runs the cost queries against a store.
+class StoreQueries:
+    """Queries over one store's ``usage_costs``: the base of the cost, analytics and trend queries.
 
     Args:
         store: the ClickHouse store.
@@ -320,6 +320,10 @@ class CostQueries:
         from sinks.rollup_queries import rollup_source
 
         return rollup_source(self._store, filters, group_by, granularity, timezone)
+
+
+class CostQueries(StoreQueries):
+    """Runs the cost queries (lists, aggregates, summaries) against a store."""
 
     def list_costs(self, filters: CostFilterParams, page: PageParams) -> CostPage:
         rows, total, has_more, cursor = self._page(filters, page, _RECORD_COLUMNS)

@@ -12,8 +12,7 @@ from schemas.period import bucket_start, period_series, zone_of
 from schemas.priced import money
 from schemas.query import CostFilterParams, as_utc
 from sinks import rollup_queries as rollup
-from sinks.queries import Query, period_expression, where_clause
-from sinks.store import ClickHouseStore
+from sinks.queries import Query, StoreQueries, period_expression, where_clause
 
 _ZERO = money(Decimal(0))
 _Sums = tuple[Decimal, int, int, int]
@@ -48,25 +47,15 @@ def percent(change: Decimal, base: Decimal) -> float | None:
     return float((change * 100 / base).quantize(Decimal("0.01"))) if base else None
 
 
-class TrendQueries:
-    """Runs the trend query against a store.
-
-    Args:
-        store: the ClickHouse store.
-        rollups: answer from the hourly rollup when the range's bounds are whole hours.
-    """
-
-    def __init__(self, store: ClickHouseStore, rollups: bool = False) -> None:
-        self._store = store
-        self._table = store.table("usage_costs")
-        self._rollups = rollups
+class TrendQueries(StoreQueries):
+    """Runs the trend query against a store (from the rollup when the range's bounds are whole hours)."""
 
     def trends(self, filters: CostFilterParams, params: SeriesParams) -> CostTrends:
         both, previous_start, start, end = trend_window(filters)
         source = None
         # The split must be a whole hour: the rollup cannot tell the events of an hour apart.
-        if self._rollups and rollup.split_on_hour(start) and rollup.split_on_hour(end):
-            source = rollup.rollup_source(self._store, both, (), params.granularity, params.timezone)
+        if rollup.split_on_hour(start) and rollup.split_on_hour(end):
+            source = self._source(both, (), params.granularity, params.timezone)
         query = (
             trend_query(self._table, both, params, start)
             if source is None
@@ -74,7 +63,7 @@ class TrendQueries:
         )
         current: dict[datetime, _Sums] = {}
         earlier: dict[datetime, _Sums] = {}
-        for period, is_current, cost, requests, unpriced, tokens in self._store.query(query.sql, query.parameters):
+        for period, is_current, cost, requests, unpriced, tokens in self._run(query):
             (current if is_current else earlier)[as_utc(period)] = (cost or _ZERO, requests, unpriced, tokens or 0)
         zone = zone_of(params.timezone)
         periods = period_series(start, end, params.granularity, zone)
