@@ -115,46 +115,54 @@ def _kind(response: httpx.Response) -> str | None:
     return None
 
 
+class _Tap:
+    """What a tracked stream keeps while the body passes through: the parsed usage so far,
+    and whether the record has been sent (a stream is closed at least once, maybe twice)."""
+
+    def __init__(self, call: _Call, logger: logging.Logger) -> None:
+        self.call = call
+        self.accumulator = StreamAccumulator()
+        self.parser = _SSEParser(self.accumulator, logger)
+        self._closed = False
+
+    def first_close(self) -> bool:
+        """True the first time only: the record is sent once."""
+        first, self._closed = not self._closed, True
+        return first
+
+
 class _TrackedStream(httpx.SyncByteStream):
     def __init__(self, inner: httpx.SyncByteStream, tracker: Tracker, call: _Call, logger: logging.Logger) -> None:
         self._inner = inner
         self._tracker = tracker
-        self._call = call
-        self._accumulator = StreamAccumulator()
-        self._parser = _SSEParser(self._accumulator, logger)
-        self._closed = False
+        self._tap = _Tap(call, logger)
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._inner:
-            self._parser.feed(chunk)
+            self._tap.parser.feed(chunk)
             yield chunk
 
     def close(self) -> None:
         self._inner.close()
-        if not self._closed:
-            self._closed = True
-            self._tracker.track_accumulated(self._accumulator, **self._call.fields())
+        if self._tap.first_close():
+            self._tracker.track_accumulated(self._tap.accumulator, **self._tap.call.fields())
 
 
 class _AsyncTrackedStream(httpx.AsyncByteStream):
     def __init__(self, inner: httpx.AsyncByteStream, tracker: Tracker, call: _Call, logger: logging.Logger) -> None:
         self._inner = inner
         self._tracker = tracker
-        self._call = call
-        self._accumulator = StreamAccumulator()
-        self._parser = _SSEParser(self._accumulator, logger)
-        self._closed = False
+        self._tap = _Tap(call, logger)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for chunk in self._inner:
-            self._parser.feed(chunk)
+            self._tap.parser.feed(chunk)
             yield chunk
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-        if not self._closed:
-            self._closed = True
-            await self._tracker.atrack_accumulated(self._accumulator, **self._call.fields())
+        if self._tap.first_close():
+            await self._tracker.atrack_accumulated(self._tap.accumulator, **self._tap.call.fields())
 
 
 class TrackingTransport(httpx.BaseTransport):
