@@ -12,10 +12,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from llm_cost_ops.broker import EmbeddedBroker
-from llm_cost_ops.settings import KafkaSettings, Settings, SinkSettings, WebhookSettings
+from llm_cost_ops.settings import Settings, SinkSettings, WebhookSettings
 from sinks.store import ClickHouseStore
 
-from processes import ApiPipeline, api_pipeline
+from processes import ApiPipeline, api_pipeline, tagged_kafka
 
 
 @pytest.fixture(scope="session")
@@ -52,18 +52,7 @@ def kafka_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Sett
 
     def build(**overrides: Any) -> Settings:
         tag = uuid.uuid4().hex[:8]
-        kafka = KafkaSettings(
-            bootstrap_servers=broker.bootstrap_servers,
-            usage_topic=f"usage-{tag}",
-            priced_topic=f"priced-{tag}",
-            dlq_topic=f"dlq-{tag}",
-            control_topic=f"control-{tag}",
-            windows_topic=f"windows-{tag}",
-            alerts_topic=f"alerts-{tag}",
-            partitions=4,
-            idempotent_producer=False,
-            rebalance_timeout_s=2.0,
-        )
+        kafka = tagged_kafka(broker.bootstrap_servers, tag, rebalance_timeout_s=2.0)
         base: dict[str, Any] = {
             "data_dir": tmp_path / "data",
             "kafka": kafka,

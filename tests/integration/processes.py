@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from llm_cost_ops.broker import free_port
+from llm_cost_ops.settings import KafkaSettings
 
 
 class Process:
@@ -157,6 +158,23 @@ ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_KEY}"}
 def api_client(base_url: str, timeout_s: float = 60) -> httpx.Client:
     """An HTTP client of a test pipeline's API, with the admin key."""
     return httpx.Client(base_url=base_url, timeout=timeout_s, headers=ADMIN_HEADERS)
+
+
+def tagged_kafka(bootstrap_servers: str, tag: str, **extra: Any) -> KafkaSettings:
+    """Kafka settings with topics of this test alone (``tag``), four partitions, and no
+    idempotent producer (Tansu refuses ``InitProducerId``); ``extra`` adds or overrides."""
+    return KafkaSettings(
+        bootstrap_servers=bootstrap_servers,
+        usage_topic=f"usage-{tag}",
+        priced_topic=f"priced-{tag}",
+        dlq_topic=f"dlq-{tag}",
+        control_topic=f"control-{tag}",
+        windows_topic=f"windows-{tag}",
+        alerts_topic=f"alerts-{tag}",
+        partitions=4,
+        idempotent_producer=False,
+        **extra,
+    )
 
 
 def pipeline_env(bootstrap_servers: str, root: Path, tag: str, **extra: str) -> dict[str, str]:

@@ -19,12 +19,12 @@ import llm_cost_ops
 from llm_cost_ops.broker import EmbeddedBroker, free_port
 from llm_cost_ops.delivery import DeliveryError, SpoolFullError, UsageProducer
 from llm_cost_ops.kafka import ensure_topics
-from llm_cost_ops.settings import KafkaSettings, Settings
+from llm_cost_ops.settings import Settings
 from llm_cost_ops.wire import build_codec
 from schemas.errors import EventValidationError
 from schemas.usage import UsageEvent
 
-from processes import ApiPipeline, wait_for
+from processes import ApiPipeline, tagged_kafka, wait_for
 
 UsageFactory = Callable[..., dict[str, Any]]
 
@@ -37,19 +37,7 @@ producer.send({"provider": "openai", "model": "gpt-4o", "organization_id": "org-
 
 
 def settings_for(servers: str, data_dir: Path) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    kafka = KafkaSettings(
-        bootstrap_servers=servers,
-        usage_topic=f"usage-{tag}",
-        priced_topic=f"priced-{tag}",
-        dlq_topic=f"dlq-{tag}",
-        control_topic=f"control-{tag}",
-        windows_topic=f"windows-{tag}",
-        alerts_topic=f"alerts-{tag}",
-        partitions=4,
-        idempotent_producer=False,
-    )
-    return Settings(data_dir=data_dir, kafka=kafka)
+    return Settings(data_dir=data_dir, kafka=tagged_kafka(servers, uuid.uuid4().hex[:8]))
 
 
 def read_events(settings: Settings, expect: int, timeout_s: float = 60) -> list[tuple[str, str, list[str]]]:
