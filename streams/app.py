@@ -19,12 +19,14 @@ from schemas.provider import allowed_providers
 from streams.budget_step import BudgetDeps, KnownBudgets
 from streams.budgets import BudgetBook
 from streams.control import ControlFeed
+from streams.delivery_guards import install_delivery_guards
 from streams.detect_agent import DetectDeps, register_detect_agent
 from streams.detectors import DetectorConfig
 from streams.idle_tick import TICK_HEADER, TICK_VALUE, IdleTicker
 from streams.price_agent import PriceAgentDeps, register_price_agent
 from streams.pricing import PriceCatalog, Pricer
 from streams.rules import RuleBook
+from streams.stall_watch import broker_probe
 from streams.topics import PipelineTopics, declare_topics
 from streams.window_step import WindowDeps
 
@@ -120,8 +122,7 @@ def create_app(settings: Settings, metrics: PipelineMetrics | None = None) -> fa
     app.task(follow_control)
     _record_consumer_lag(app, settings, metrics)
     _register_pages(app, metrics)
-    _refuse_acks_of_skipped_messages(app)
-    _rewind_uncommitted_partitions(app)
+    install_delivery_guards(app, broker_probe(bootstrap_servers(settings)))
     return app
 
 
@@ -177,65 +178,6 @@ def _record_consumer_lag(app: faust.App, settings: Settings, metrics: PipelineMe
         metrics.set_consumer_lag(settings.worker.app_id, lags)
 
     _ = consumer_lag
-
-
-def _refuse_acks_of_skipped_messages(app: faust.App) -> None:
-    """Never commit past a message no agent processed.
-
-    A message fetched before a rebalance and delivered after it (flow control stopped, or an
-    older generation) is skipped by Faust's stream *and acknowledged* (faust/streams.py,
-    ``_py_aiter``), so the revocation's commit could move past it and the partition's next
-    owner would never see it. Such a message never entered a stream (it is not ``tracked``):
-    its acknowledgement is refused, and it is fetched again, by this worker or the next
-    owner, from the committed offset. (The two-worker loss of the fault test turned out to
-    come from another path, see ``_rewind_uncommitted_partitions``; this one stays closed.)
-    """
-    consumer = app.consumer
-    acknowledge = consumer.ack
-
-    def ack(message: Any) -> bool:
-        if not getattr(message, "tracked", True):
-            return False
-        return bool(acknowledge(message))
-
-    consumer.ack = ack  # type: ignore[method-assign]
-
-
-def _rewind_uncommitted_partitions(app: faust.App) -> None:
-    """Never leave a source partition past records Faust dropped: when Faust seeks to the
-    committed offsets, a partition with no committed offset goes back to its beginning.
-
-    Faust drops the records it fetched for a partition it holds paused, during a rebalance or
-    a table recovery (``Consumer.getmany`` keeps only the active partitions' records), and
-    relies on ``perform_seek``, a seek to the committed offsets, to fetch them again. But
-    aiokafka's ``seek_to_committed`` leaves a partition without a committed offset (or with 0)
-    where it is, past the dropped records, and the next commit skips them. With two workers
-    this happens after each rebalance: each worker reads the other's standby changelogs while
-    its new source partitions are still paused, and their records are fetched and dropped.
-    The fault test lost thousands of events this way, from the partitions a worker was
-    killed before it first committed. Here such partitions are sought to their beginning,
-    where ``consumer_auto_offset_reset="earliest"`` starts them; whatever is read twice
-    collapses downstream (docs/delivery.md).
-    """
-    consumer: Any = app.consumer  # ConsumerT declares neither seek_to_committed nor earliest_offsets
-    seek_to_committed = consumer.seek_to_committed
-
-    async def seek_to_committed_or_beginning() -> Mapping[TP, int | None]:
-        committed: Mapping[TP, int | None] = await seek_to_committed()  # None: no commit
-        uncommitted = [
-            tp
-            for tp, offset in committed.items()
-            # Changelog partitions are never committed: table recovery positions them itself.
-            if (offset is None or offset <= 0) and app.topics.acks_enabled_for(tp.topic)
-        ]
-        if uncommitted:
-            names = ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in uncommitted))
-            logger.info("no committed offset: reading %s from the beginning", names)
-            earliest = await consumer.earliest_offsets(*uncommitted)
-            await consumer.seek_wait({tp: earliest[tp] for tp in uncommitted})
-        return committed
-
-    consumer.seek_to_committed = seek_to_committed_or_beginning
 
 
 def _register_pages(app: faust.App, metrics: PipelineMetrics) -> None:
