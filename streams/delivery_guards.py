@@ -20,7 +20,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from streams.stall_watch import Probe, StallWatch
+from streams.stall_watch import CommitStart, Probe, StallWatch
 
 logger = logging.getLogger(__name__)
 
@@ -30,12 +30,13 @@ def install_delivery_guards(app: faust.App, probe: Probe, stall_after_s: float =
     :class:`StallWatch` every ``stall_after_s / 2`` seconds that frees a partition whose
     commit stays held (``probe`` reads the broker)."""
     starts: dict[TP, int] = {}
+    start_of = commit_starts(app, starts)
     refuse_acks_of_skipped_messages(app)
     rewind_uncommitted_partitions(app, starts)
     hold_source_partitions_while_seeking(app)
     deliver_every_source_record(app)
-    commit_only_contiguous_offsets(app, starts)
-    watch = StallWatch(app, starts, probe, after_s=stall_after_s)
+    commit_only_contiguous_offsets(app, start_of)
+    watch = StallWatch(app, start_of, probe, after_s=stall_after_s)
 
     @app.timer(interval=stall_after_s / 2)  # type: ignore[untyped-decorator]
     async def watch_stalls() -> None:
@@ -45,6 +46,19 @@ def install_delivery_guards(app: faust.App, probe: Probe, stall_after_s: float =
             logger.warning("stalled-partition check failed: %s", exc)
 
     _ = watch_stalls
+
+
+def commit_starts(app: faust.App, starts: Mapping[TP, int]) -> CommitStart:
+    """Where a source partition's next commit must begin: its committed offset or, never
+    committed, where ``rewind_uncommitted_partitions`` sought it (``starts``); ``None`` when
+    neither is known yet."""
+    consumer: Any = app.consumer
+
+    def start_of(tp: TP) -> int | None:
+        committed: int | None = consumer._committed_offset[tp]
+        return committed if committed is not None else starts.get(tp)
+
+    return start_of
 
 
 def refuse_acks_of_skipped_messages(app: faust.App) -> None:
@@ -94,8 +108,9 @@ def rewind_uncommitted_partitions(app: faust.App, starts: dict[TP, int]) -> None
             names = ", ".join(sorted(f"{tp.topic}/{tp.partition}" for tp in uncommitted))
             logger.info("no committed offset: reading %s from the beginning", names)
             earliest = await consumer.earliest_offsets(*uncommitted)
-            await consumer.seek_wait({tp: earliest[tp] for tp in uncommitted})
-            starts.update({tp: earliest[tp] for tp in uncommitted})
+            beginnings = {tp: earliest[tp] for tp in uncommitted}
+            await consumer.seek_wait(beginnings)
+            starts.update(beginnings)
         return committed
 
     consumer.seek_to_committed = seek_to_committed_or_beginning
@@ -159,10 +174,9 @@ def deliver_every_source_record(app: faust.App) -> None:
     consumer._read_offset = SourceBlindReadOffsets(lambda tp: app.topics.acks_enabled_for(tp.topic))
 
 
-def commit_only_contiguous_offsets(app: faust.App, starts: Mapping[TP, int]) -> None:
+def commit_only_contiguous_offsets(app: faust.App, start_of: CommitStart) -> None:
     """Commit a source partition only up to the end of the unbroken run of acknowledged
-    offsets that begins exactly at its committed offset (or, never committed, at the start
-    ``rewind_uncommitted_partitions`` sought it to).
+    offsets that begins exactly where its next commit must begin (``start_of``).
 
     Faust's own rule lets the run begin one past the committed offset, so the record at the
     committed offset itself could be passed over, and before the first seek of an assignment
@@ -176,8 +190,7 @@ def commit_only_contiguous_offsets(app: faust.App, starts: Mapping[TP, int]) -> 
     def contiguous_offset(tp: TP) -> int | None:
         if not app.topics.acks_enabled_for(tp.topic):
             return new_offset(tp)  # type: ignore[no-any-return]
-        committed = consumer._committed_offset[tp]
-        start = committed if committed is not None else starts.get(tp)
+        start = start_of(tp)
         acked: list[int] = consumer._acked[tp]
         if start is None or not acked:
             return None

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 Probe = Callable[[TP, int], Awaitable[int | None]]
 """The offset of the first record at or after an offset of a partition (``None``: none)."""
+CommitStart = Callable[[TP], int | None]
+"""Where a partition's next commit must begin (``None``: not known yet)."""
 
 
 def broker_probe(bootstrap_servers: str, timeout_s: float = 5.0) -> Probe:
@@ -57,7 +59,7 @@ class StallWatch:
 
     Args:
         app: the Faust app (its consumer's acknowledged and committed offsets).
-        starts: where never-committed partitions were sought to (``delivery_guards``).
+        start_of: where each partition's next commit must begin (``delivery_guards.commit_starts``).
         probe: where the first record at or after an offset is.
         after_s: how long a partition must stay held before the watch acts.
         clock: seconds, monotonic.
@@ -66,12 +68,12 @@ class StallWatch:
     def __init__(
         self,
         app: Any,
-        starts: dict[TP, int],
+        start_of: CommitStart,
         probe: Probe,
         after_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._app, self._starts, self._probe = app, starts, probe
+        self._app, self._start_of, self._probe = app, start_of, probe
         self._after_s, self._clock = after_s, clock
         self._held: dict[TP, tuple[int, float]] = {}
         """Partition -> (the offset it is held at, when that was first seen)."""
@@ -87,8 +89,7 @@ class StallWatch:
         for tp in consumer.assignment():
             if not app.topics.acks_enabled_for(tp.topic):
                 continue
-            committed = consumer._committed_offset[tp]
-            start = committed if committed is not None else self._starts.get(tp)
+            start = self._start_of(tp)
             acked: list[int] = consumer._acked[tp]
             if start is None or not acked or min(acked) <= start:
                 continue

@@ -14,6 +14,7 @@ from faust.types import TP
 from streams.delivery_guards import (
     SourceBlindReadOffsets,
     commit_only_contiguous_offsets,
+    commit_starts,
     hold_source_partitions_while_seeking,
     rewind_uncommitted_partitions,
 )
@@ -88,7 +89,8 @@ def test_source_partitions_read_offsets_are_always_unknown() -> None:
 
 
 def guarded(consumer: FakeConsumer, starts: dict[TP, int] | None = None) -> Any:
-    commit_only_contiguous_offsets(app_with(consumer), {} if starts is None else starts)
+    app = app_with(consumer)
+    commit_only_contiguous_offsets(app, commit_starts(app, {} if starts is None else starts))
     return consumer._new_offset
 
 

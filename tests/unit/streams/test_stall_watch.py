@@ -10,6 +10,7 @@ from typing import Any
 
 from faust.types import TP
 
+from streams.delivery_guards import commit_starts
 from streams.stall_watch import StallWatch
 
 USAGE = TP("usage", 0)
@@ -55,7 +56,7 @@ def watch(consumer: FakeConsumer, probe: Probe, clock: Clock) -> tuple[Any, Stal
     app = SimpleNamespace(
         consumer=consumer, rebalancing=False, topics=SimpleNamespace(acks_enabled_for=lambda topic: topic == "usage")
     )
-    return app, StallWatch(app, {}, probe, after_s=10, clock=clock)
+    return app, StallWatch(app, commit_starts(app, {}), probe, after_s=10, clock=clock)
 
 
 def test_a_partition_held_at_a_missing_record_is_read_again_from_it() -> None:
@@ -109,7 +110,7 @@ def test_nothing_while_the_run_begins_where_it_should_or_during_a_rebalance() ->
     asyncio.run(stalls.check())
     assert probe.asked == []
 
-    stalls = StallWatch(app, {USAGE: 3}, probe, after_s=10, clock=clock)
+    stalls = StallWatch(app, commit_starts(app, {USAGE: 3}), probe, after_s=10, clock=clock)
     asyncio.run(stalls.check())
     app.rebalancing = True
     clock.now += 20
