@@ -14,6 +14,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.priced import decode_priced
 
+from processes import group_offsets
+
 LOG_LINE = re.compile(
     r"committed offset|reading .* from the beginning|Assigned|[Rr]evok|rebalanc|seek|"
     r"WARNING|ERROR|CRITICAL|Traceback|[Ee]xception"
@@ -33,26 +35,24 @@ def ranges(offsets: Iterable[int]) -> str:
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-async def _topic(bootstrap: str, topic: str, group: str) -> tuple[dict[int, list[bytes | None]], dict[int, int | None]]:
-    """Every message of ``topic`` by partition, and ``group``'s committed offsets."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+async def _values(bootstrap: str, topic: str, ends: Mapping[int, int]) -> dict[int, list[bytes | None]]:
+    """Every message of ``topic`` up to ``ends``, by partition."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        committed = {tp.partition: await consumer.committed(tp) for tp in tps}
-        ends = await consumer.end_offsets(tps)
+        tps = [TopicPartition(topic, p) for p in ends]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        values: dict[int, list[bytes | None]] = {tp.partition: [] for tp in tps}
+        values: dict[int, list[bytes | None]] = {p: [] for p in ends}
         idle = 0
-        while idle < 3 and any(len(values[tp.partition]) < ends[tp] for tp in tps):
+        while idle < 3 and any(len(values[p]) < end for p, end in ends.items()):
             fetched = await consumer.getmany(timeout_ms=1000)
             idle = 0 if fetched else idle + 1
             for tp, records in fetched.items():
                 values[tp.partition].extend(record.value for record in records)
     finally:
         await consumer.stop()
-    return values, committed
+    return values
 
 
 def diagnose(
@@ -71,10 +71,15 @@ def diagnose(
             by_partition.setdefault(partition, set()).add(offset)
     for partition, offsets in sorted(by_partition.items()):
         lines.append(f"  usage/{partition}: messages at offsets {ranges(offsets)}")
-    usage, worker_committed = asyncio.run(_topic(bootstrap, env["KAFKA__USAGE_TOPIC"], env["WORKER__APP_ID"]))
-    priced, sink_committed = asyncio.run(_topic(bootstrap, env["KAFKA__PRICED_TOPIC"], env["SINK__GROUP_ID"]))
-    lines.append(f"  worker group committed {worker_committed} of usage ends { {p: len(v) for p, v in usage.items()} }")
-    lines.append(f"  sink group committed {sink_committed} of priced ends { ({p: len(v) for p, v in priced.items()}) }")
+    partitions, priced_topic = int(env["KAFKA__PARTITIONS"]), env["KAFKA__PRICED_TOPIC"]
+    ends: dict[str, dict[int, int]] = {}
+    for stage, group, topic in (
+        ("worker", env["WORKER__APP_ID"], env["KAFKA__USAGE_TOPIC"]),
+        ("sink", env["SINK__GROUP_ID"], priced_topic),
+    ):
+        ends[topic], committed = asyncio.run(group_offsets(bootstrap, group, topic, partitions))
+        lines.append(f"  {stage} group committed {committed} of {topic} ends {ends[topic]}")
+    priced = asyncio.run(_values(bootstrap, priced_topic, ends[priced_topic]))
     where: dict[int, set[int]] = {}
     found: set[str] = set()
     for partition, values in priced.items():

@@ -103,18 +103,26 @@ def query_stopped_chdb(data_dir: Path, sql: str) -> list[list[object]]:
     return rows
 
 
-async def group_lag(bootstrap_servers: str, group: str, topic: str, partitions: int) -> int:
-    """Messages of ``topic`` the consumer group has not committed yet (read by a consumer that
-    names the group but never joins it)."""
+async def group_offsets(
+    bootstrap_servers: str, group: str, topic: str, partitions: int
+) -> tuple[dict[int, int], dict[int, int | None]]:
+    """The end offset of each partition of ``topic`` and ``group``'s committed offset there
+    (read by a consumer that names the group but never joins it)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         ends = await consumer.end_offsets(tps)
-        committed = {tp: await consumer.committed(tp) for tp in tps}
+        committed = {tp.partition: await consumer.committed(tp) for tp in tps}
     finally:
         await consumer.stop()
-    return sum(ends[tp] - (committed[tp] or 0) for tp in tps)
+    return {tp.partition: ends[tp] for tp in tps}, committed
+
+
+async def group_lag(bootstrap_servers: str, group: str, topic: str, partitions: int) -> int:
+    """Messages of ``topic`` the consumer group has not committed yet."""
+    ends, committed = await group_offsets(bootstrap_servers, group, topic, partitions)
+    return sum(end - (committed[p] or 0) for p, end in ends.items())
 
 
 def wait_consumed(bootstrap_servers: str, group: str, topic: str, partitions: int, timeout_s: float = 120) -> None:
