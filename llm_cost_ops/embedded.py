@@ -67,6 +67,7 @@ class EmbeddedPipeline:
         if port_open("127.0.0.1", s.api.port):
             raise StartupError(f"port {s.api.port} is in use; set API_PORT to a free port")
         self.start_broker()
+        self.recover()
         self.start_api()
         self.start_workers()
 
@@ -91,6 +92,25 @@ class EmbeddedPipeline:
         }
         host = "127.0.0.1" if s.api.host in ("0.0.0.0", "::") else s.api.host
         self.api_url = f"http://{host}:{api_port}"
+
+    def recover(self, timeout_s: float = 600.0) -> None:
+        """Seed the new broker from ClickHouse and the ingestion journal (llm_cost_ops/recovery.py)
+        before anything consumes from it: ``cost-ops recover``, in a child of its own, because
+        chDB serves one data path per process and the API opens it next."""
+        self._progress("[recover] seeding the new broker from ClickHouse and the ingestion journal...")
+        handle, path = self._log("recover")
+        done = subprocess.run(
+            [sys.executable, "-m", "llm_cost_ops.cli.main", "recover"],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            timeout=timeout_s,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise StartupError(f"recovery failed with code {done.returncode}; see {path}")
+        lines = path.read_text(errors="replace").strip().splitlines()
+        self._progress(f"[recover] {lines[-1] if lines else 'done'}")
 
     def start_api(self) -> None:
         self._progress("[2/3 api+sink] starting (ClickHouse engine: chDB under data/clickhouse)...")

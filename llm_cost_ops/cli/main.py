@@ -67,6 +67,17 @@ def cmd_api(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_recover(args: argparse.Namespace, settings: Settings) -> int:
+    from llm_cost_ops.recovery import recover
+
+    report = recover(settings, out)
+    out(
+        f"recovered: {report.volumes} tier volumes, {report.spend_buckets} budget-spend buckets, "
+        f"{report.replayed_events} journalled events published again"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from llm_cost_ops.demo import DemoStream, run_demo
     from llm_cost_ops.producer import UsageProducer
@@ -205,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     sink = sub.add_parser("sink", help="run the ClickHouse sink alone (serves /health, /ready, /metrics)")
     sink.add_argument("--port", type=int, default=8081, help="health/metrics port (default 8081)")
     sink.set_defaults(func=cmd_api, role="sink")
+
+    sub.add_parser(
+        "recover", help="seed a new, empty broker from ClickHouse and the ingestion journal (cost-ops up runs it)"
+    ).set_defaults(func=cmd_recover)
 
     demo = sub.add_parser("demo", help="publish a synthetic usage stream to Kafka")
     demo.add_argument("--rate", type=float, default=20.0, help="peak events per second")
